@@ -1,0 +1,16 @@
+"""Declarative ablation families. Each module defines ``TASK`` (the dataset it is meant for), ``BASE``
+(a published preset) and ``VARIANTS`` (name -> config, each the base with one field replaced).
+Variant names are join keys in the results: never rename one once results exist.
+
+``FAMILIES`` is written out by hand on purpose (no folder scanning)."""
+
+from . import components, hin_position, normalization, scale
+
+FAMILIES = {m.__name__.rsplit(".", 1)[-1]: m for m in (components, normalization, hin_position, scale)}
+
+
+def family(name: str):
+    """The family module by name; unknown names list the valid ones."""
+    if name not in FAMILIES:
+        raise ValueError(f"unknown ablation family {name!r}; expected one of {sorted(FAMILIES)}")
+    return FAMILIES[name]
