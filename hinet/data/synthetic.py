@@ -245,7 +245,7 @@ class SyntheticPairs(Dataset):
         degraded, clean, info = self._make(index)
 
         def to_chw(x: np.ndarray) -> torch.Tensor:  # (H, W, 3) -> (3, H, W) float32
-            return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32))
+            return torch.from_numpy(np.array(x.transpose(2, 0, 1), dtype=np.float32, order="C"))  # a writable copy
 
         name = f"synthetic-{self.task}-{self.split}-{index:04d}-{info['source']}"
         return to_chw(degraded), to_chw(clean), name
