@@ -1,0 +1,216 @@
+"""Tests for hinet.report: tables recomputed independently, comparability firewall, files, published CSVs."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from skimage import io as skio
+
+from hinet.records import Record, append_records, read_records
+from hinet.report import (
+    PUBLISHED_COLUMNS,
+    build_report,
+    comparison_grid,
+    final_quality,
+    kind_label,
+    load_published,
+    main,
+    published_comparison,
+)
+
+VARIANTS = {"full": 30.0, "no_hin": 29.6, "no_csff": 29.8}  # synthetic proxy-scale PSNR levels (made up)
+SEEDS = (0, 1, 2)
+BASE = dict(family="components", dataset="SIDD", protocol="hinet", git_commit="abc1234", git_dirty=False,
+            config_hash="0123456789ab", device="cpu", torch_version="2.4.0", time="2024-05-01T12:00:00+00:00")
+
+
+def _rec(run_id, variant, split, metric, value, step, seed, synthetic=True, recipe="proxy", **kw) -> Record:
+    return Record(**{**BASE, **kw, "run_id": run_id, "variant": variant, "split": split, "metric": metric,
+                     "value": value, "step": step, "seed": seed, "synthetic": synthetic, "recipe": recipe})
+
+
+def _write_fixture(root):
+    """Synthetic 3 variants x 3 seeds ablation + real/synthetic evals + speed; returns final val PSNR table."""
+    rng = np.random.default_rng(0)
+    final = {}
+    for v, level in VARIANTS.items():
+        for s in SEEDS:
+            run = f"SIDD-{v}-s{s}"
+            recs = [_rec(run, v, "train", "params", 1000.0 + 10 * len(v), 0, s),
+                    _rec(run, v, "train", "macs", 2e9 + 1e8 * len(v), 0, s)]
+            recs += [_rec(run, v, "train", "loss", 1.0 / step + rng.normal(0, 0.01), step, s)
+                     for step in (10, 20, 30, 40, 50)]
+            for step in (25, 50):
+                psnr = level + 0.02 * step + rng.normal(0, 0.1)
+                recs += [_rec(run, v, "val", "psnr", psnr, step, s),
+                         _rec(run, v, "val", "ssim", 0.8 + rng.normal(0, 0.01), step, s)]
+                final[(v, s)] = psnr
+            append_records(root / "records" / run / "records.jsonl", recs)
+    evals = [  # same dataset/method names as the published SIDD table, so a leak would join
+        _rec("eval-real", "HINet", "test", "psnr", 39.90, None, None, synthetic=False, recipe="eval",
+             family="benchmark"),
+        _rec("eval-real", "HINet", "test", "ssim", 0.957, None, None, synthetic=False, recipe="eval",
+             family="benchmark"),
+        _rec("eval-syn", "HINet 0.5x", "test", "psnr", 12.34, None, None, synthetic=True, recipe="eval",
+             family="benchmark"),
+        _rec("eval-proxy", "MPRNet", "test", "psnr", 21.5, None, 0, synthetic=False, recipe="proxy",
+             family="benchmark"),
+    ]
+    append_records(root / "records" / "evals.jsonl", evals)
+    speed = [_rec("speed-1", v, "test", m, val + 0.1 * i, None, None, family="speed", recipe="bench",
+                  dataset="256x256")
+             for v in ("full", "no_hin") for i in range(3) for m, val in (("ms_per_iter", 12.0), ("ratio", 1.5))]
+    append_records(root / "records" / "speed.jsonl", speed)
+    for folder in ("input", "target", "full", "no_hin"):
+        (root / "images" / "run1" / folder).mkdir(parents=True)
+        for name in ("a.png", "b.png"):
+            skio.imsave(root / "images" / "run1" / folder / name,
+                        rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), check_contrast=False)
+    return final
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    final = _write_fixture(root)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every fixture record feeds some output: no "unused records" warning
+        paths = build_report(root / "records", root / "out", images_dir=root / "images")
+    return root, final, paths
+
+
+def test_files_exist(report):
+    root, _, paths = report
+    out = root / "out"
+    stem = "components_SIDD_synthetic_proxy"
+    expected = [out / "tables" / f"{t}.{e}" for t in (stem, "published_comparison", "eval_not_comparable", "speed")
+                for e in ("md", "csv", "tex")]
+    expected += [out / "figures" / f"{f}.png" for f in
+                 (f"ablation_{stem}", f"psnr_vs_macs_{stem}", f"curves_{stem}", "speed", "comparison_run1")]
+    assert sorted(expected) == paths
+    assert all(p.stat().st_size > 0 for p in paths)
+
+
+def test_ablation_table_matches_independent_computation(report):
+    root, final, _ = report
+    table = pd.read_csv(root / "out" / "tables" / "components_SIDD_synthetic_proxy.csv")
+    assert table["variant"].tolist() == ["full", "no_csff", "no_hin"]  # reference first
+    assert (table["reference"] == "full").all() and table["kind"].str.contains("synthetic").all()
+    row = table.set_index("variant").loc["no_hin"]
+    x = np.array([final[("no_hin", s)] for s in SEEDS])
+    ref = np.array([final[("full", s)] for s in SEEDS])
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    d = x - ref
+    t = d.mean() / (d.std(ddof=1) / np.sqrt(len(d)))
+    p = 2 * stats.t.sf(abs(t), len(d) - 1)
+    assert row["n_seeds"] == 3 and row["n_pairs"] == 3
+    assert row["psnr_mean"] == pytest.approx(x.mean(), abs=1e-9)
+    assert row["psnr_ci95"] == pytest.approx(half, rel=1e-9)
+    assert row["delta_psnr"] == pytest.approx(d.mean(), abs=1e-9)
+    assert row["p_value"] == pytest.approx(p, rel=1e-6)
+    assert row["params_m"] == pytest.approx((1000 + 10 * len("no_hin")) / 1e6)
+    assert row["gmacs"] == pytest.approx((2e9 + 1e8 * len("no_hin")) / 1e9)
+    full = table.set_index("variant").loc["full"]
+    assert full["delta_psnr"] == 0 and np.isnan(full["p_value"]) and "reference" in full["note"]
+
+
+def test_markdown_says_synthetic_and_not_comparable(report):
+    root, _, _ = report
+    md = (root / "out" / "tables" / "components_SIDD_synthetic_proxy.md").read_text()
+    assert "synthetic, proxy scale (not comparable to the paper)" in md.splitlines()[0]
+    tex = (root / "out" / "tables" / "components_SIDD_synthetic_proxy.tex").read_text()
+    assert "synthetic" in tex and "no\\_hin" in tex
+
+
+def test_synthetic_and_proxy_never_reach_published_comparison(report):
+    root, _, _ = report
+    comp = pd.read_csv(root / "out" / "tables" / "published_comparison.csv")
+    assert comp[["dataset", "method", "metric"]].values.tolist() == [["SIDD", "HINet", "psnr"],
+                                                                     ["SIDD", "HINet", "ssim"]]
+    psnr = comp.set_index("metric").loc["psnr"]
+    assert psnr["published"] == 39.99 and psnr["difference"] == pytest.approx(39.90 - 39.99)
+    assert not comp["ours"].isin([12.34, 21.5]).any()
+    other = pd.read_csv(root / "out" / "tables" / "eval_not_comparable.csv")
+    assert sorted(other["mean"]) == [12.34, 21.5] and other["kind"].str.contains("not comparable").all()
+    # the function itself refuses synthetic or proxy rows, whatever the caller passes
+    recs = read_records(root / "records" / "evals.jsonl")
+    with pytest.raises(ValueError, match="eval-proxy|eval-syn"):
+        published_comparison(final_quality(recs), load_published())
+
+
+def test_speed_table(report):
+    root, _, _ = report
+    speed = pd.read_csv(root / "out" / "tables" / "speed.csv")
+    row = speed[(speed["variant"] == "full") & (speed["metric"] == "ms_per_iter")].iloc[0]
+    assert row["n"] == 3 and row["mean"] == pytest.approx(12.1) and row["input"] == "synthetic tensors"
+
+
+def test_kind_label():
+    assert kind_label(True, "proxy") == "synthetic, proxy scale (not comparable to the paper)"
+    assert kind_label(False, "proxy").startswith("real data, proxy scale (not comparable")
+    assert kind_label(False, "eval") == "real data, evaluation"
+
+
+def test_fewer_than_two_pairs_gives_nan_with_note(tmp_path):
+    recs = [_rec(f"r-{v}-{s}", v, "val", "psnr", 30.0 + s + (v == "b"), 5, s)
+            for v, seeds in (("a", (0, 1)), ("b", (1, 2))) for s in seeds]
+    recs.append(_rec("r-a-0", "a", "train", "lr", 1e-3, 5, 0))  # feeds no output: must be reported
+    append_records(tmp_path / "r.jsonl", recs)
+    with pytest.warns(UserWarning, match=r"1 records feed no table.*'lr'"):
+        main(["--records", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "out")])
+    table = pd.read_csv(tmp_path / "out" / "tables" / "components_SIDD_synthetic_proxy.csv").set_index("variant")
+    assert table.loc["b", "n_pairs"] == 1 and np.isnan(table.loc["b", "p_value"])
+    assert table.loc["b", "delta_psnr"] == pytest.approx(1.0) and "no test" in table.loc["b", "note"]
+
+
+def test_comparison_grid_checks_files(tmp_path):
+    for folder in ("input", "target", "v1"):
+        (tmp_path / folder).mkdir()
+        skio.imsave(tmp_path / folder / "x.png", np.zeros((4, 4), np.uint8), check_contrast=False)
+    assert comparison_grid(tmp_path, tmp_path / "g.png").stat().st_size > 0
+    (tmp_path / "v1" / "x.png").unlink()
+    with pytest.raises(ValueError, match="v1"):
+        comparison_grid(tmp_path, tmp_path / "g.png")
+
+
+def test_published_csvs():
+    pub = load_published()
+    assert list(pub.columns) == PUBLISHED_COLUMNS and (pub["source"].str.len() > 10).all()
+    q = pub[pub["metric"].isin(["psnr", "ssim"])]
+    assert not q.duplicated(["dataset", "method", "metric"]).any()
+    key = pub.set_index(["dataset", "method", "metric"])["value"]
+    assert key[("SIDD", "HINet", "psnr")] == 39.99 and key[("GoPro", "HINet (paper)", "psnr")] == 32.71
+    assert key[("GoPro", "HINet (README)", "psnr")] == 32.77 and key[("HIDE", "MPRNet", "psnr")] == 30.96
+    assert key[("Average", "HINet", "ssim")] == 0.926
+    rain = pub[(pub["table"] == "Table 3") & (pub["metric"] == "psnr") & (pub["dataset"] != "Average")]
+    avg = rain.groupby("method")["value"].mean()  # the printed Average is the mean over the five sets
+    printed = pub[(pub["dataset"] == "Average") & (pub["metric"] == "psnr")].set_index("method")["value"]
+    assert (avg - printed.loc[avg.index]).abs().max() < 0.011
+    with pytest.raises(ValueError, match="unknown dataset"):
+        load_published("Nope")
+
+
+def test_load_published_rejects_bad_header(tmp_path):
+    (tmp_path / "x.csv").write_text("table,dataset,method,metric,value\nT,D,M,psnr,1\n")
+    with pytest.raises(ValueError, match="x.csv: columns"):
+        load_published(published_dir=tmp_path)
+
+
+def test_paper_points_share_axes_only_for_real_runs(tmp_path, monkeypatch):
+    import hinet.report as report_mod
+
+    monkeypatch.setattr(report_mod, "_save", lambda fig, path: fig)  # keep the figure to inspect its axes
+    rows = pd.DataFrame({"variant": ["full", "small"], "gmacs": [2.0, 1.0], "psnr_mean": [30.0, 29.0],
+                         "psnr_ci95": [0.1, 0.2], "eval": ["val / hinet"] * 2})
+    paper = report_mod._paper_points(load_published(), "SIDD")
+    assert sorted(paper["method"]) == ["HINet", "HINet 0.5x"] and sorted(paper["gmacs"]) == [39.5, 157.6]
+    for same_axes in (True, False):
+        fig = report_mod.macs_figure(rows, "t", tmp_path / "x.png", paper, same_axes=same_axes)
+        labels = [[c.get_label() for c in ax.collections] for ax in fig.axes]
+        has_pub = [any(lab.startswith("published") for lab in labs) for labs in labels]
+        assert has_pub == ([True] if same_axes else [False, True])
+        report_mod.plt.close(fig)
