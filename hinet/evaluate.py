@@ -1,0 +1,248 @@
+"""Evaluation protocols as data, tiled / full-image inference, test-time augmentation and ensembles.
+
+Each published table was scored its own way (hinet-reference section C); a :class:`Protocol` records
+every choice so that a number always travels with the protocol that produced it:
+
+* denoise/official: HINet's SIDD path: raw float output (no clamp, no rounding) against GT/255, RGB
+  PSNR with the official peak heuristic (peak 1 if the output's max <= 1, else 255). No SSIM.
+* denoise/clamped: the same with the output clamped to [0, 1] and peak 1, plus the 3-D SSIM.
+* deblur/official: 256x256 tiles on the official adaptive-stride grid with overlap averaging, clamp,
+  round to uint8, RGB PSNR and 3-D Gaussian SSIM. deblur/full: the same on the whole (padded) image.
+* derain/official: tiled like deblur, uint8, Y-channel (BT.601, unrounded) PSNR and 2-D SSIM.
+* */matlab: how MPRNet's MATLAB scripts score the same task (full image; Y rounded to uint8 and
+  'valid' SSIM for deraining), for comparing with papers that report that way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from . import metrics
+from .data.io import write_image
+from .data.patches import dihedral, dihedral_inverse
+
+Model = Callable[[torch.Tensor], Sequence[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How predictions are made and scored.
+
+    Args:
+        name: ``<task>/<variant>``, e.g. ``deblur/official``; printed beside every number.
+        tiled: official ``grids`` inference on ``tile`` x ``tile`` crops (else the whole image, padded).
+        quantize: clamp to [0, 1] and round to 8-bit levels before scoring (the official ``use_image``).
+        clamp: clamp to [0, 1] without rounding (implied by ``quantize``).
+        y_channel: score BT.601 Y instead of RGB; ``y_round`` rounds Y to uint8 as MATLAB's rgb2ycbcr.
+        ssim: ``official`` (3-D Gaussian on RGB / 2-D replicate-border on Y), ``matlab`` ('valid'
+            filtering, Wang's SSIM_index) or None (not reported).
+        peak: PSNR peak, 1.0, or ``auto`` for the official heuristic.
+    """
+
+    name: str
+    tiled: bool = False
+    tile: int = 256
+    quantize: bool = False
+    clamp: bool = False
+    y_channel: bool = False
+    y_round: bool = False
+    ssim: str | None = "official"
+    peak: float | str = 1.0
+
+    @property
+    def inference(self) -> tuple:
+        return (self.tiled, self.tile)
+
+    def describe(self) -> str:
+        """Short protocol label, e.g. ``deblur/official [tiled256, uint8, RGB, ssim=official]``."""
+        parts = [f"tiled{self.tile}" if self.tiled else "full-image",
+                 "uint8" if self.quantize else ("float, clamped" if self.clamp else "float, unclamped"),
+                 ("Y (rounded)" if self.y_round else "Y") if self.y_channel else "RGB",
+                 f"peak={self.peak}", f"ssim={self.ssim}"]
+        return f"{self.name} [{', '.join(parts)}]"
+
+
+_TILED = dict(tiled=True, quantize=True)
+PROTOCOLS: dict[str, dict[str, Protocol]] = {
+    "denoise": {
+        "official": Protocol("denoise/official", ssim=None, peak="auto"),
+        "clamped": Protocol("denoise/clamped", clamp=True),
+        "matlab": Protocol("denoise/matlab", clamp=True),  # MPRNet: clamp, MATLAB psnr/ssim on single
+    },
+    "deblur": {
+        "official": Protocol("deblur/official", **_TILED),
+        "full": Protocol("deblur/full", quantize=True),
+        "matlab": Protocol("deblur/matlab", quantize=True),  # MATLAB ssim on RGB = the 3-D variant
+    },
+    "derain": {
+        "official": Protocol("derain/official", y_channel=True, **_TILED),
+        "full": Protocol("derain/full", quantize=True, y_channel=True),
+        "matlab": Protocol("derain/matlab", quantize=True, y_channel=True, y_round=True, ssim="matlab"),
+    },
+}
+# What each benchmark command reports by default: the protocol of the paper's numbers first.
+DEFAULT_PROTOCOLS = {"denoise": ("official", "clamped"), "deblur": ("official",), "derain": ("official",)}
+
+
+def protocol(task: str, name: str) -> Protocol:
+    """Look up ``PROTOCOLS[task][name]`` with an error listing the valid names."""
+    if task not in PROTOCOLS or name not in PROTOCOLS[task]:
+        valid = sorted(PROTOCOLS.get(task, {}))
+        raise ValueError(f"unknown protocol {name!r} for task {task!r}; expected one of {valid}")
+    return PROTOCOLS[task][name]
+
+
+def grid_origins(length: int, tile: int) -> list[int]:
+    """Tile offsets along one side, as the official ``grids``: ceil(L/tile) tiles at an adaptive stride
+    ceil((L - tile)/(n - 1)), the last one snapped to the border. 720 -> [0, 232, 464]."""
+    if length <= tile:
+        return [0]
+    n = math.ceil(length / tile)
+    stride = math.ceil((length - tile) / (n - 1) - 1e-8)
+    starts, pos = [], 0
+    while True:
+        if pos + tile >= length:
+            starts.append(length - tile)
+            return starts
+        starts.append(pos)
+        pos += stride
+
+
+def _final(model: Model, x: torch.Tensor) -> torch.Tensor:
+    return model(x)[-1]
+
+
+def predict_tiled(model: Model, image: torch.Tensor, tile: int, batch: int = 16) -> torch.Tensor:
+    """Official grid inference on (1, C, H, W): overlapping tiles, predictions averaged where they overlap.
+    Sides shorter than ``tile`` are taken whole."""
+    _, c, h, w = image.shape
+    th, tw = min(tile, h), min(tile, w)
+    boxes = [(i, j) for i in grid_origins(h, th) for j in grid_origins(w, tw)]
+    out = image.new_zeros(1, c, h, w)
+    count = image.new_zeros(1, 1, h, w)
+    for start in range(0, len(boxes), batch):
+        chunk = boxes[start:start + batch]
+        tiles = torch.cat([image[..., i:i + th, j:j + tw] for i, j in chunk])  # (n, C, th, tw)
+        preds = _final(model, tiles)
+        for (i, j), pred in zip(chunk, preds):
+            out[..., i:i + th, j:j + tw] += pred
+            count[..., i:i + th, j:j + tw] += 1
+    return out / count
+
+
+def predict(models: Sequence[Model], images: torch.Tensor, *, tiled: bool = False, tile: int = 256,
+            tta: bool = False) -> torch.Tensor:
+    """Final-stage prediction for a batch (N, C, H, W) of RGB [0, 1] images, unclamped.
+
+    ``tta`` averages the 8 dihedral transforms (each inverted back); several ``models`` are an
+    ensemble whose predictions are averaged. Tiled inference runs image by image.
+    """
+    transforms = range(8) if tta else (0,)
+    total = None
+    for model in models:
+        for k in transforms:
+            x = dihedral(images, k)
+            if tiled:
+                y = torch.cat([predict_tiled(model, x[n:n + 1], tile) for n in range(x.shape[0])])
+            else:
+                y = _final(model, x)
+            y = dihedral_inverse(y, k)
+            total = y if total is None else total + y
+    return total / (len(models) * len(transforms))
+
+
+def score(pred: torch.Tensor, target: torch.Tensor, proto: Protocol) -> dict[str, torch.Tensor]:
+    """Per-image metrics (N,) of a prediction under a protocol; inputs RGB NCHW, target in [0, 1]."""
+    if proto.quantize:
+        pred, target = metrics.quantize(pred), metrics.quantize(target)
+    elif proto.clamp:
+        pred = pred.clamp(0, 1)
+    y = dict(y_channel=proto.y_channel, round_y=proto.y_round)
+    out = {"psnr": metrics.psnr(pred, target, peak=proto.peak, auto_scale=255.0 if proto.quantize else 1.0, **y)}
+    if proto.ssim is not None:
+        out["ssim"] = metrics.ssim(pred, target, variant=proto.ssim, **y)
+    return out
+
+
+@dataclass
+class SetResult:
+    """Mean metrics of one test set under one protocol, with the per-image values."""
+
+    dataset: str
+    protocol: str
+    description: str
+    count: int
+    metrics: dict[str, float]
+    per_image: dict[str, list[float]]
+    names: list[str]
+    synthetic: bool
+
+    def summary(self) -> dict:
+        out = asdict(self)
+        del out["per_image"], out["names"]
+        return out
+
+
+def _safe(name: str) -> str:
+    return name.replace("/", "__").replace("\\", "__")
+
+
+def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], protocols: Iterable[Protocol], *,
+             tta: bool = False, limit: int | None = None, device: str | torch.device = "cpu",
+             batch_size: int = 1, progress: bool = True, save_dir: str | Path | None = None,
+             label: str = "output", workers: int = 0) -> list[SetResult]:
+    """Run every dataset through the model(s) once and score it under each protocol.
+
+    All protocols must share one inference mode (tiled or not). ``limit`` takes the first N images of
+    each set. ``save_dir`` writes ``<save_dir>/{input,target,<label>}/<set>__<name>.png`` (clamped,
+    8-bit) for side-by-side viewing.
+    """
+    from tqdm import tqdm
+
+    models = [models] if callable(models) and not isinstance(models, Sequence) else list(models)
+    protocols = list(protocols)
+    if len({p.inference for p in protocols}) != 1:
+        raise ValueError(f"protocols {[p.name for p in protocols]} use different inference modes; evaluate apart")
+    tiled, tile = protocols[0].inference
+    for m in models:
+        if isinstance(m, torch.nn.Module):
+            m.eval().to(device)
+    results = []
+    for set_name, dataset in datasets.items():
+        if limit is not None:
+            dataset = Subset(dataset, range(min(limit, len(dataset))))
+        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers,
+                            collate_fn=lambda items: items)
+        per: dict[str, dict[str, list[float]]] = {p.name: {} for p in protocols}
+        names: list[str] = []
+        with torch.inference_mode():
+            for items in tqdm(loader, desc=set_name, disable=not progress, leave=False, unit="batch"):
+                if any(c is None for _, c, _ in items):
+                    raise ValueError(f"{set_name}: has no ground truth; cannot be scored")
+                sizes = {tuple(d.shape) for d, _, _ in items}
+                groups = [items] if len(sizes) == 1 else [[it] for it in items]
+                for group in groups:
+                    degraded = torch.stack([d for d, _, _ in group]).to(device)
+                    clean = torch.stack([c for _, c, _ in group]).to(device)
+                    pred = predict(models, degraded, tiled=tiled, tile=tile, tta=tta).float()
+                    for p in protocols:
+                        for key, values in score(pred, clean, p).items():
+                            per[p.name].setdefault(key, []).extend(values.double().cpu().tolist())
+                    names.extend(n for _, _, n in group)
+                    if save_dir is not None:
+                        for (d, c, n), y in zip(group, pred.cpu()):
+                            stem = f"{_safe(set_name)}__{_safe(n)}.png"
+                            for folder, img in (("input", d), ("target", c), (label, y)):
+                                write_image(Path(save_dir) / folder / stem, img.clamp(0, 1))
+        synthetic = bool(getattr(datasets[set_name], "synthetic", False))
+        for p in protocols:
+            means = {k: float(torch.tensor(v, dtype=torch.float64).mean()) for k, v in per[p.name].items()}
+            results.append(SetResult(set_name, p.name, p.describe(), len(names), means, per[p.name], names,
+                                     synthetic))
+    return results

@@ -1,0 +1,144 @@
+"""Training recipes as code: the official ones (hinet-reference section B) and CPU-sized proxies.
+
+A recipe fixes everything but the network: optimiser, schedule, loss, data, batch and crop, and the
+evaluation protocol of its validation. ``proxy(recipe)`` keeps the recipe's kind (loss, betas, warm-up
+shape, augmentation) and shrinks iterations, batch, crop, and the network (width / 8, depth - 2), so
+that an ablation grid finishes on a laptop CPU. Proxy results are labelled "proxy" everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from .config import HINetConfig, scaled
+
+TASKS = ("denoise", "deblur", "derain")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One training recipe.
+
+    Args:
+        name: recipe name; the paper ones are ``sidd``, ``gopro``, ``rain13k``; proxies end in ``-proxy``.
+        task: ``denoise`` / ``deblur`` / ``derain`` (picks datasets and the validation protocol).
+        preset: the published network the recipe trains (see ``hinet.config.PRESETS``).
+        loss, loss_weight: pixel loss applied to every stage output with equal stage weights.
+        lr, eta_min, betas, weight_decay: Adam and cosine annealing (no restarts) to ``eta_min``.
+        warmup_iters: linear warm-up (lr * iter / warmup) while iter < warmup_iters (Rain13k: 10000).
+        total_iters: optimiser steps.
+        batch_size: global batch (all processes and accumulation steps together).
+        crop: square training crop side.
+        grad_clip: global-norm gradient clipping (official: 0.01 on every config).
+        augment: ``dihedral`` (hflip, vflip, transpose each p=0.5, i.e. uniform over the 8 dihedral
+            transforms), ``sidd`` (identity with p=0.5, else one of the other 7) or ``none``.
+        seed: the official manual_seed.
+        val_every: validation period in iterations; val_limit: images per validation set (None = all).
+        log_every: period of the loss/lr/throughput log lines.
+        proxy: True for scaled-down recipes (their numbers never sit beside the paper's).
+        width_divisor, depth_reduction: how a proxy shrinks the network.
+    """
+
+    name: str
+    task: str
+    preset: str
+    loss: str
+    loss_weight: float
+    eta_min: float
+    betas: tuple[float, float]
+    seed: int
+    val_every: int
+    augment: str = "dihedral"
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_iters: int = 0
+    total_iters: int = 400_000
+    batch_size: int = 64
+    crop: int = 256
+    grad_clip: float = 0.01
+    val_limit: int | None = None
+    log_every: int = 100
+    proxy: bool = False
+    width_divisor: int = 1
+    depth_reduction: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(field: str, message: str) -> ValueError:
+            return ValueError(f"Recipe.{field}={getattr(self, field)!r}: {message}")
+
+        if self.task not in TASKS:
+            raise bad("task", f"expected one of {TASKS}")
+        if self.augment not in ("dihedral", "sidd", "none"):
+            raise bad("augment", "expected 'dihedral', 'sidd' or 'none'")
+        for name in ("total_iters", "batch_size", "crop", "val_every", "log_every", "width_divisor"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "expected a positive integer")
+        if not 0 <= self.warmup_iters < self.total_iters:
+            raise bad("warmup_iters", "expected 0 <= warmup_iters < total_iters")
+        if not 0 <= self.eta_min <= self.lr:
+            raise bad("eta_min", "expected 0 <= eta_min <= lr")
+        if self.grad_clip <= 0:
+            raise bad("grad_clip", "expected a positive norm")
+
+    def network(self, cfg: HINetConfig) -> HINetConfig:
+        """The network this recipe trains for a given (paper-scale) config: shrunk for proxies."""
+        if self.width_divisor == 1 and self.depth_reduction == 0:
+            return cfg
+        width = max(2, cfg.width // self.width_divisor)
+        width += width % 2  # half normalisation needs an even width
+        return scaled(cfg, width=width, depth=max(1, cfg.depth - self.depth_reduction))
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["betas"] = list(self.betas)
+        return out
+
+
+RECIPES: dict[str, Recipe] = {
+    # options/train/SIDD/HINet.yml: L1 loss, betas (0.9, 0.999), 2e-4 -> 1e-6, seed 100, val every 100k
+    "sidd": Recipe("sidd", "denoise", "sidd-1x", loss="l1", loss_weight=1.0, eta_min=1e-6,
+                   betas=(0.9, 0.999), seed=100, val_every=100_000, augment="sidd"),
+    # options/train/GoPro/HINet.yml: PSNR loss 0.5, betas (0.9, 0.99), 2e-4 -> 1e-7, seed 10
+    "gopro": Recipe("gopro", "deblur", "gopro", loss="psnr", loss_weight=0.5, eta_min=1e-7,
+                    betas=(0.9, 0.99), seed=10, val_every=50_000),
+    # options/train/Rain13k/HINet.yml: as GoPro plus a 10k-iteration linear warm-up (active despite
+    # the YAML comment), validation every 20k on the five test sets
+    "rain13k": Recipe("rain13k", "derain", "rain13k", loss="psnr", loss_weight=0.5, eta_min=1e-7,
+                      betas=(0.9, 0.99), seed=10, val_every=20_000, warmup_iters=10_000),
+}
+
+
+def proxy(recipe: Recipe, **overrides) -> Recipe:
+    """CPU-sized version of a paper recipe (same loss, betas, augmentation and schedule shape)."""
+    total = overrides.pop("total_iters", 240)
+    warmup = round(recipe.warmup_iters / recipe.total_iters * total)
+    base = dict(name=f"{recipe.name}-proxy", total_iters=total, warmup_iters=warmup, batch_size=8, crop=64,
+                lr=1e-3, eta_min=recipe.eta_min / recipe.lr * 1e-3, val_every=max(1, total // 4), val_limit=8,
+                log_every=20, proxy=True, width_divisor=4, depth_reduction=2)
+    return replace(recipe, **{**base, **overrides})
+
+
+for _name in list(RECIPES):
+    RECIPES[f"{_name}-proxy"] = proxy(RECIPES[_name])
+TASK_RECIPE = {"denoise": "sidd", "deblur": "gopro", "derain": "rain13k"}
+
+
+def recipe(name: str) -> Recipe:
+    """Look up a recipe by name; unknown names list the valid ones."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+def lr_at(recipe: Recipe, step: int) -> float:
+    """Learning rate of optimiser step ``step`` (0-based), a pure function of the iteration.
+
+    Cosine annealing from ``lr`` to ``eta_min`` over ``total_iters`` (torch CosineAnnealingLR closed
+    form, no restarts); during warm-up the official code overrides it with ``lr * (step+1)/warmup``.
+    """
+    import math
+
+    if step < recipe.warmup_iters:
+        return recipe.lr * (step + 1) / recipe.warmup_iters
+    cosine = 0.5 * (1 + math.cos(math.pi * min(step, recipe.total_iters) / recipe.total_iters))
+    return recipe.eta_min + (recipe.lr - recipe.eta_min) * cosine
