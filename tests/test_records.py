@@ -124,9 +124,13 @@ def test_missing_inputs_raise(tmp_path):
 
 
 WRITER = textwrap.dedent("""
-    import sys, time
+    import importlib.util, sys, time
     from pathlib import Path
-    from hinet.records import Record, append_records
+    # load records.py by file path: the hinet package __init__ imports torch, which would dominate run time
+    spec = importlib.util.spec_from_file_location("hinet_records", sys.argv[4])
+    records = sys.modules["hinet_records"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(records)
+    Record, append_records = records.Record, records.append_records
     path, writer, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     common = {common!r}
     ready = Path(path).parent / "ready"
@@ -145,8 +149,8 @@ def test_concurrent_writers_never_lose_or_interleave(tmp_path):
     (path.parent / "ready").mkdir(parents=True)
     code = WRITER.format(common={k: v for k, v in COMMON.items() if k not in ("run_id", "step")})
     root = Path(__file__).resolve().parents[1]
-    argv = [sys.executable, "-c", code, str(path)]
-    procs = [subprocess.Popen([*argv, str(w), "3"], cwd=root) for w in range(3)]
+    module = root / "hinet" / "records.py"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(w), "3", str(module)]) for w in range(3)]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
     lines = path.read_text().splitlines()
     assert len(lines) == 3 * 500
