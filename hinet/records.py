@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import hashlib
 import json
 import math
 import numbers
@@ -118,8 +119,6 @@ def git_info(repo_dir: str | Path | None = None) -> tuple[str, bool]:
 
 def config_hash(obj: Any) -> str:
     """First 12 hex chars of sha256 over canonical JSON (sorted keys, no spaces) of a dataclass or dict."""
-    import hashlib
-
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         obj = dataclasses.asdict(obj)
     if not isinstance(obj, Mapping):

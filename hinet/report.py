@@ -29,8 +29,10 @@ Files written (each table as ``.md`` with title and caption, ``.csv`` with raw n
   variant. Published reference points (HINet README tables + conv-only MACs per 256x256 from
   ``complexity.csv``) share the axes only for real-data paper/eval runs; otherwise they get their own,
   separately labelled panel.
-- ``figures/curves_<stem>.png`` (if train/val ``loss``/``psnr`` records with steps exist): metric against
-  step, one panel per metric/split, hue = variant, mean over seeds with a 95% t-interval band.
+- ``figures/curves_<family>[_<kind slug>].png`` (if train/val records with steps exist): every recorded
+  train metric (``loss``, and e.g. ``lr``, ``images_per_s``) and every validation metric (``psnr``, ``ssim``)
+  against step, one panel per metric (validation panels also per dataset and protocol), hue = variant,
+  mean over seeds with a 95% t-interval band.
 - ``figures/speed.png``: bar plot of each speed metric per variant (hue = device), 95% t-intervals.
 - ``figures/comparison[_<name>].png``: visual grid (rows = images; columns = input, variants, ground
   truth) for ``<images>/`` or each ``<images>/<name>/`` holding ``input/`` and ``target/`` PNG folders.
@@ -87,8 +89,8 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
 
 
-def _stem(family: str, dataset: str, synthetic: bool, recipe: str) -> str:
-    stem = f"{_slug(family)}_{_slug(dataset)}"
+def _stem(family: str, dataset: str | None, synthetic: bool, recipe: str) -> str:
+    stem = _slug(family) if dataset is None else f"{_slug(family)}_{_slug(dataset)}"
     if is_paper_kind(synthetic, recipe):
         return stem
     return f"{stem}_{'synthetic_' if synthetic else ''}{_slug(recipe)}"
@@ -143,7 +145,7 @@ def t_interval(x: np.ndarray | pd.Series, level: float = 0.95) -> tuple[float, f
     """Two-sided t-interval of the mean over seeds; (mean, mean) for fewer than 2 values (NaNs ignored)."""
     x = np.asarray(x, dtype=float)
     x = x[~np.isnan(x)]
-    if len(x) < 2:
+    if len(x) < 2 or np.all(x == x[0]):  # no spread: scipy would warn on a zero scale
         m = float(x.mean()) if len(x) else float("nan")
         return m, m
     lo, hi = stats.t.interval(level, len(x) - 1, loc=x.mean(), scale=stats.sem(x))
@@ -357,11 +359,16 @@ def macs_figure(stats_rows: pd.DataFrame, title: str, path: Path, paper: pd.Data
 
 
 def curves_figure(curves: pd.DataFrame, title: str, path: Path) -> Path:
-    """Loss/PSNR against step (one panel per metric and split), hue = variant, mean over seeds + 95% band."""
-    curves = curves.assign(panel=curves["metric"] + " (" + curves["split"] + ")",
-                           step=curves["step"].astype("int64"))
-    g = sns.relplot(data=curves, x="step", y="value", hue="variant", col="panel", kind="line", errorbar=_CI,
-                    facet_kws={"sharey": False}, height=3.2, aspect=1.3)
+    """Metrics against step (one panel per metric; per dataset/protocol for validation), hue = variant,
+    mean over seeds with a 95% t-interval band."""
+    val = curves["split"] != "train"
+    panel = curves["metric"] + " (" + curves["split"]
+    panel = panel.where(~val, panel + ", " + curves["dataset"] + ", " + curves["protocol"]) + ")"
+    curves = curves.assign(panel=panel, step=curves["step"].astype("int64"))
+    order = sorted(curves["panel"].unique(), key=lambda p: (not p.startswith("loss"), "(train" not in p, p))
+    g = sns.relplot(data=curves, x="step", y="value", hue="variant", col="panel", col_order=order, col_wrap=3,
+                    kind="line", errorbar=_CI, facet_kws={"sharey": False, "sharex": False}, height=3.2,
+                    aspect=1.3)
     g.set_titles("{col_name}")
     g.figure.suptitle(title, y=1.03)
     return _save(g.figure, path)
@@ -462,13 +469,12 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
             written.append(macs_figure(rows, title, figures / f"psnr_vs_macs_{stem}.png", paper,
                                        same_axes=is_paper_kind(synthetic, recipe)))
 
-    curve_mask = (~records["family"].isin(NON_ABLATION_FAMILIES) & records["metric"].isin(["loss", "psnr"])
-                  & records["split"].isin(["train", "val"]) & records["step"].notna().astype(bool))
+    curve_mask = (~records["family"].isin(NON_ABLATION_FAMILIES) & records["split"].isin(["train", "val"])
+                  & records["step"].notna().astype(bool) & ~_size_mask(records))
     used |= curve_mask
-    for (family, dataset, synthetic, recipe), c in records[curve_mask].groupby(
-            ["family", "dataset", "synthetic", "recipe"]):
-        stem = _stem(family, dataset, synthetic, recipe)
-        title = f"Training curves '{family}' on {dataset}: {kind_label(synthetic, recipe)}"
+    for (family, synthetic, recipe), c in records[curve_mask].groupby(["family", "synthetic", "recipe"]):
+        stem = _stem(family, None, synthetic, recipe)
+        title = f"Training curves '{family}': {kind_label(synthetic, recipe)}"
         written.append(curves_figure(c, title, figures / f"curves_{stem}.png"))
 
     bench = final[final["family"].isin(NON_ABLATION_FAMILIES)]

@@ -18,6 +18,7 @@ from hinet.records import (
     Record,
     append_records,
     config_hash,
+    environment,
     git_info,
     make_records,
     read_records,
@@ -58,6 +59,11 @@ def test_make_records_fills_time_and_rejects_unknown_fields():
         make_records({**common, "hostname": "x"}, {"psnr": 1.0})
     with pytest.raises(ValueError, match="missing.*run_id"):
         make_records({k: v for k, v in common.items() if k != "run_id"}, {"psnr": 1.0})
+
+
+def test_environment_fields():
+    env = environment("cuda:1")
+    assert env["device"] == "cuda:1" and env["torch_version"] and env["hostname"] and env["python_version"]
 
 
 def test_config_hash_is_canonical():

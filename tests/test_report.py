@@ -40,8 +40,9 @@ def _write_fixture(root):
     for v, level in VARIANTS.items():
         for s in SEEDS:
             run = f"SIDD-{v}-s{s}"
-            recs = [_rec(run, v, "train", "params", 1000.0 + 10 * len(v), 0, s),
-                    _rec(run, v, "train", "macs", 2e9 + 1e8 * len(v), 0, s)]
+            recs = [_rec(run, v, "model", "params", 1000.0 + 10 * len(v), 0, s),
+                    _rec(run, v, "model", "macs", 2e9 + 1e8 * len(v), 0, s)]
+            recs += [_rec(run, v, "train", "lr", 1e-3 * (1 - step / 60), step, s) for step in (10, 30, 50)]
             recs += [_rec(run, v, "train", "loss", 1.0 / step + rng.normal(0, 0.01), step, s)
                      for step in (10, 20, 30, 40, 50)]
             for step in (25, 50):
@@ -90,7 +91,8 @@ def test_files_exist(report):
     expected = [out / "tables" / f"{t}.{e}" for t in (stem, "published_comparison", "eval_not_comparable", "speed")
                 for e in ("md", "csv", "tex")]
     expected += [out / "figures" / f"{f}.png" for f in
-                 (f"ablation_{stem}", f"psnr_vs_macs_{stem}", f"curves_{stem}", "speed", "comparison_run1")]
+                 (f"ablation_{stem}", f"psnr_vs_macs_{stem}", "curves_components_synthetic_proxy", "speed",
+                  "comparison_run1")]
     assert sorted(expected) == paths
     assert all(p.stat().st_size > 0 for p in paths)
 
@@ -158,7 +160,7 @@ def test_kind_label():
 def test_fewer_than_two_pairs_gives_nan_with_note(tmp_path):
     recs = [_rec(f"r-{v}-{s}", v, "val", "psnr", 30.0 + s + (v == "b"), 5, s)
             for v, seeds in (("a", (0, 1)), ("b", (1, 2))) for s in seeds]
-    recs.append(_rec("r-a-0", "a", "train", "lr", 1e-3, 5, 0))  # feeds no output: must be reported
+    recs.append(_rec("r-a-0", "a", "test", "lr", 1e-3, 5, 0))  # feeds no output: must be reported
     append_records(tmp_path / "r.jsonl", recs)
     with pytest.warns(UserWarning, match=r"1 records feed no table.*'lr'"):
         main(["--records", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "out")])
