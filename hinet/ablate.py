@@ -119,6 +119,29 @@ def run_submitit(runs: list[Run], folder: Path, *, cluster: str | None, gpus: in
     return [(run, job.result()) for run, job in zip(runs, jobs)]
 
 
+def save_comparison_images(runs: list[Run], out_dir: Path, limit: int = 3) -> Path | None:
+    """Each variant's (first seed's) outputs on the first ``limit`` validation images, in the layout the
+    report's comparison grid reads: ``<out_dir>/{input,target,<variant>}/<set>__<image>.png``."""
+    import json
+
+    from .checkpoint import load
+    from .evaluate import DEFAULT_PROTOCOLS, evaluate, protocol
+    from .train import RunSpec, validation_sets
+
+    seen: set[str] = set()
+    for run in runs:
+        if not (run.run_dir / "done.json").exists():
+            continue
+        spec = RunSpec.from_dict(json.loads((run.run_dir / "config.json").read_text())["spec"])
+        if spec.variant in seen:
+            continue
+        seen.add(spec.variant)
+        first = {k: v for k, v in list(validation_sets(spec).items())[:1]}
+        evaluate(load(run.run_dir / "model.pth"), first, [protocol(spec.recipe.task, DEFAULT_PROTOCOLS[
+            spec.recipe.task][0])], limit=limit, progress=False, save_dir=out_dir, label=spec.variant)
+    return out_dir if seen else None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--family", default="components", choices=sorted(FAMILIES))
@@ -139,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--slurm-partition", default=None)
     p.add_argument("--slurm-time", type=int, default=72 * 60, help="minutes per job")
     p.add_argument("--no-report", action="store_true")
+    p.add_argument("--images", type=int, default=3, help="validation images per variant for the visual grid")
     a = p.parse_args(argv)
     dataset = a.dataset or TASK_DATASET[family(a.family).TASK]
     records = Path(a.records or f"results/records/{a.family}.jsonl")
@@ -160,7 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_report:
         from .report import main as report_main
 
-        report_main([])
+        kind = "synthetic" if a.data is None else "real"
+        if a.images:
+            save_comparison_images(runs, Path("results/images") / f"{a.family}_{dataset}_{a.recipe}_{kind}", a.images)
+        report_main(["--records", str(records.parent)])
     return 1 if failed else 0
 
 
