@@ -120,20 +120,23 @@ def _final(model: Model, x: torch.Tensor) -> torch.Tensor:
 
 def predict_tiled(model: Model, image: torch.Tensor, tile: int, batch: int = 16) -> torch.Tensor:
     """Official grid inference on (1, C, H, W): overlapping tiles, predictions averaged where they overlap.
-    Sides shorter than ``tile`` are taken whole."""
+    Sides shorter than ``tile`` are taken whole. Overlaps are summed in float64, so averaging k equal
+    predictions returns them exactly; the result has the prediction's dtype."""
     _, c, h, w = image.shape
     th, tw = min(tile, h), min(tile, w)
     boxes = [(i, j) for i in grid_origins(h, th) for j in grid_origins(w, tw)]
-    out = image.new_zeros(1, c, h, w)
-    count = image.new_zeros(1, 1, h, w)
+    out = image.new_zeros(1, c, h, w, dtype=torch.float64)
+    count = image.new_zeros(1, 1, h, w, dtype=torch.float64)
+    dtype = image.dtype
     for start in range(0, len(boxes), batch):
         chunk = boxes[start:start + batch]
         tiles = torch.cat([image[..., i:i + th, j:j + tw] for i, j in chunk])  # (n, C, th, tw)
         preds = _final(model, tiles)
+        dtype = preds.dtype
         for (i, j), pred in zip(chunk, preds):
             out[..., i:i + th, j:j + tw] += pred
             count[..., i:i + th, j:j + tw] += 1
-    return out / count
+    return (out / count).to(dtype)
 
 
 def predict(models: Sequence[Model], images: torch.Tensor, *, tiled: bool = False, tile: int = 256,
@@ -141,10 +144,11 @@ def predict(models: Sequence[Model], images: torch.Tensor, *, tiled: bool = Fals
     """Final-stage prediction for a batch (N, C, H, W) of RGB [0, 1] images, unclamped.
 
     ``tta`` averages the 8 dihedral transforms (each inverted back); several ``models`` are an
-    ensemble whose predictions are averaged. Tiled inference runs image by image.
+    ensemble whose predictions are averaged (summed in float64, so that averaging equal predictions is
+    exact; returned in the prediction's dtype). Tiled inference runs image by image.
     """
     transforms = range(8) if tta else (0,)
-    total = None
+    total, dtype = None, images.dtype
     for model in models:
         for k in transforms:
             x = dihedral(images, k)
@@ -153,8 +157,9 @@ def predict(models: Sequence[Model], images: torch.Tensor, *, tiled: bool = Fals
             else:
                 y = _final(model, x)
             y = dihedral_inverse(y, k)
-            total = y if total is None else total + y
-    return total / (len(models) * len(transforms))
+            dtype = y.dtype
+            total = y.double() if total is None else total + y
+    return (total / (len(models) * len(transforms))).to(dtype)
 
 
 def score(pred: torch.Tensor, target: torch.Tensor, proto: Protocol) -> dict[str, torch.Tensor]:
@@ -239,6 +244,7 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
                         for (d, c, n), y in zip(group, pred.cpu()):
                             stem = f"{_safe(set_name)}__{_safe(n)}.png"
                             for folder, img in (("input", d), ("target", c), (label, y)):
+                                (Path(save_dir) / folder).mkdir(parents=True, exist_ok=True)  # write_image does not
                                 write_image(Path(save_dir) / folder / stem, img.clamp(0, 1))
         synthetic = bool(getattr(datasets[set_name], "synthetic", False))
         for p in protocols:
