@@ -385,6 +385,24 @@ def _write_records(spec: RunSpec, run_dir: Path, model: HINet, path, run_id: str
 
 
 # ----------------------------------------------------------------------------------------------- CLI
+def _overrides(items: list[str], cls, flag: str) -> dict:
+    """Parse FIELD=VALUE pairs (VALUE as JSON, else a string); unknown fields exit naming them."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in known:
+            raise SystemExit(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {sorted(known)}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out[key] = tuple(value) if isinstance(value, list) else value
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--recipe", default="sidd-proxy", help="recipe name (hinet.recipes.RECIPES)")
@@ -402,6 +420,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ckpt-every", type=int, default=None, help="checkpoint period (default: validation period)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a recipe field (JSON value), e.g. --recipe-set crop=48; repeatable")
+    p.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a network field after proxy scaling, e.g. --model-set width=8; repeatable")
     p.add_argument("--records", default=None, help="records JSONL to append to (default: <run-dir>/records.jsonl)")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -414,11 +436,15 @@ def main(argv: list[str] | None = None) -> dict:
 
         variants = family(a.family).VARIANTS
         if a.variant not in variants:
-            raise SystemExit(f"unknown variant {a.variant!r} of family {a.family!r}; expected one of {sorted(variants)}")
+            raise SystemExit(f"unknown variant {a.variant!r} of family {a.family!r}; "
+                             f"expected one of {sorted(variants)}")
         cfg, fam, var = variants[a.variant], a.family, a.variant
     else:
         cfg, fam, var = preset(a.preset or r.preset), "adhoc", a.preset or r.preset
-    spec = RunSpec(r, r.network(cfg), r.seed if a.seed is None else a.seed, a.data, fam, var, a.precision,
+    r = replace(r, **_overrides(a.recipe_set, Recipe, "--recipe-set"))
+    net = r.network(cfg)
+    net = replace(net, **_overrides(a.model_set, HINetConfig, "--model-set"))
+    spec = RunSpec(r, net, r.seed if a.seed is None else a.seed, a.data, fam, var, a.precision,
                    a.channels_last)
     try:
         metrics = train(spec, a.run_dir, resume=a.resume, device=a.device, workers=a.workers,
