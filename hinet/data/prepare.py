@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from multiprocessing import Pool
 from pathlib import Path
 
+import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
@@ -66,6 +67,9 @@ _WORKER: dict[str, object] = {}
 
 
 def _init_worker(pairs: Dataset, out_dir: Path, size: int, stride: int, thresh_size: int) -> None:
+    # As torch's DataLoader workers do: one intra-op thread per process. Forked children must not enter the
+    # OpenMP pool the parent already used (GNU OpenMP is not fork-safe: the child hangs on a futex).
+    torch.set_num_threads(1)
     _WORKER.update(pairs=pairs, out_dir=out_dir, size=size, stride=stride, thresh_size=thresh_size)
 
 
