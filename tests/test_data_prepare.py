@@ -99,5 +99,9 @@ def test_cli_gopro_tree(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "GoPro-train: 2 pairs" in capsys.readouterr().out
     names = [PreparedCrops(out)[i][2] for i in range(4)]  # 512x768 -> rows [0] x cols [0, 256]
     assert names == [f"GOPR037{s}_{t}_00-000001_s00{k}" for s, t in (("2", "07"), ("4", "11")) for k in (1, 2)]
+    assert main(["gopro", "--data", str(tmp_path), "--out", str(out)]) == 2  # non-empty --out
+    assert "not empty" in capsys.readouterr().err
+    assert main(["sidd", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "https://abdokamel.github.io/sidd/" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["rain13k", "--data", str(tmp_path), "--out", str(out)])

@@ -13,10 +13,22 @@ from .io import DatasetError, DatasetNotFoundError, read_image, read_image_size,
 from .locate import DATASETS, locate, open_test_sets
 from .paired import Pair, PairedFiles, pair_folders
 from .patches import PatchDataset, dihedral, dihedral_inverse
-from .prepare import PreparedCrops, crop_positions, prepare_crops
 from .rain13k import RAIN13K_TEST_SETS, Rain13k
 from .sidd import SIDDBenchmark, SIDDMedium, SIDDValidation, write_sidd_kaggle_csv, write_sidd_submission
 from .synthetic import SyntheticPairs, synthetic_test_sets
+
+_LAZY_PREPARE = ("PreparedCrops", "crop_positions", "prepare_crops")
+
+
+def __getattr__(name: str):
+    # hinet.data.prepare is imported on first use, so `python -m hinet.data.prepare` does not find it already
+    # imported by this package (runpy warns about that).
+    if name in _LAZY_PREPARE:
+        from . import prepare
+
+        return getattr(prepare, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DATASETS",

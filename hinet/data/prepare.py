@@ -192,9 +192,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace crops in a non-empty --out")
     args = parser.parse_args(argv)
     key, split, size, stride = PREPARE_SETTINGS[args.dataset]
-    root = locate(args.data, key)
-    pairs = SIDDMedium(root) if args.dataset == "sidd" else GoPro(root, split)
-    n = prepare_crops(pairs, args.out, size=size, stride=stride, workers=args.workers, overwrite=args.overwrite)
+    try:
+        root = locate(args.data, key)
+        pairs = SIDDMedium(root) if args.dataset == "sidd" else GoPro(root, split)
+        n = prepare_crops(pairs, args.out, size=size, stride=stride, workers=args.workers, overwrite=args.overwrite)
+    except (FileNotFoundError, FileExistsError, DatasetError) as err:  # user-facing: message, no traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"{pairs.name}: {len(pairs)} pairs from {root} -> {n} crop pairs of {size}px (stride {stride}) in {args.out}")
     return 0
 
