@@ -97,6 +97,17 @@ def test_validation_bad_files(tmp_path: Path, val_arrays) -> None:
     (tmp_path / "ValidationNoisyBlocksSrgb.mat").write_bytes(b"not a mat file at all" * 10)
     with pytest.raises(DatasetError, match="ValidationNoisyBlocksSrgb.mat"):
         SIDDValidation(tmp_path)
+    (tmp_path / "ValidationNoisyBlocksSrgb.mat").write_bytes(b"")
+    with pytest.raises(DatasetError, match="ValidationNoisyBlocksSrgb.mat"):
+        SIDDValidation(tmp_path)
+
+    # header fine, pixel data cut off: detected when the arrays are loaded (first item access)
+    scipy.io.savemat(tmp_path / "ValidationNoisyBlocksSrgb.mat", {"ValidationNoisyBlocksSrgb": noisy})
+    data = (tmp_path / "ValidationNoisyBlocksSrgb.mat").read_bytes()
+    (tmp_path / "ValidationNoisyBlocksSrgb.mat").write_bytes(data[: len(data) // 2])
+    ds = SIDDValidation(tmp_path)
+    with pytest.raises(DatasetError, match="ValidationNoisyBlocksSrgb.mat"):
+        ds[0]
 
 
 def test_benchmark_and_submission(tmp_path: Path) -> None:

@@ -93,7 +93,7 @@ def sidd_blocks_shape(path: str | os.PathLike[str], key: str) -> tuple[int, int,
     else:
         try:
             variables = scipy.io.whosmat(str(path))
-        except (ValueError, TypeError, OSError) as err:
+        except (ValueError, TypeError, OSError, scipy.io.matlab.MatReadError) as err:
             raise DatasetError(f"{path} is not a readable MAT file: {err}") from err
         found = {name: (tuple(shape), cls) for name, shape, cls in variables}
         if key not in found:
@@ -113,7 +113,10 @@ def read_sidd_blocks(path: str | os.PathLike[str], key: str) -> np.ndarray:
             # HDF5 axes are MATLAB's reversed: (3, 256, 256, B, N) -> transpose all axes -> (N, B, 256, 256, 3)
             data = np.ascontiguousarray(f[key][()].transpose())
     else:
-        data = np.ascontiguousarray(scipy.io.loadmat(str(path), variable_names=[key])[key])
+        try:
+            data = np.ascontiguousarray(scipy.io.loadmat(str(path), variable_names=[key])[key])
+        except (ValueError, TypeError, OSError, scipy.io.matlab.MatReadError) as err:  # e.g. truncated data
+            raise DatasetError(f"{path}: cannot read variable {key!r}: {err}") from err
     if data.shape != tuple(shape) or data.dtype != np.uint8:
         raise DatasetError(f"{path}: variable {key!r} decoded as {data.dtype} {data.shape}; expected {_EXPECTED}")
     return data
