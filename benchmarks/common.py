@@ -182,9 +182,12 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     if args.data is not None and (args.synthetic_size is not None or args.synthetic_count is not None):
         parser.error("--synthetic-size/--synthetic-count apply only to the synthetic sets (without --data)")
     try:
-        args.device = resolve_device(args.device)
+        device = resolve_device(args.device)
     except RuntimeError as err:
         parser.error(f"--device {args.device!r}: {err}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device!r}: CUDA is not available on this machine")
+    args.device = device
 
 
 def resolve_device(name: str) -> torch.device:
