@@ -1,0 +1,494 @@
+"""Optuna studies over training and architecture hyper-parameters at proxy scale.
+
+``python -m hinet.tune --study S --trials 10`` (or ``nox -s tune -- --study S --trials 10``) runs 10 trials
+of study ``S`` on the synthetic denoising proxy (``sidd-proxy``) and then writes its report. A trial
+samples learning rate (log-uniform), batch, crop, width, normalised fraction of the encoder channels,
+the (left, right) range of normalised encoder levels and the loss; it trains the proxy network with
+those (``hinet.train.train``) and returns the mean validation PSNR (dB) over the task's validation
+sets at the last iteration (maximised), scored with the task's first validation protocol that has a
+fixed PSNR peak (``objective_protocol``: ``denoise/clamped``, ``deblur/official``, ``derain/official``;
+``--protocol`` picks another). That PSNR is also reported to the trial after every validation, and
+``MedianPruner(n_startup_trials, n_warmup_steps)`` stops trials that fall below the median of earlier
+trials at the same iteration.
+
+Storage (``--storage``): default the SQLite file ``<results>/optuna/<study>.db``; any RDB URL
+(``sqlite:///path.db``, ``postgresql://user@host/db``, ``mysql://...``); or a path ending in ``.log`` /
+``.jsonl``, an Optuna journal file (one append-only file with file locks, usable from many nodes on a
+shared file system without a database server). ``--study`` always resumes an existing study of that
+name; a study remembers its settings (recipe, iterations, data, search space) and refuses workers
+with other ones, so intermediate values stay comparable.
+
+Many workers, one study: start the same command several times, e.g. in N terminals or as a Slurm
+array (``sbatch --array=0-7 --wrap "python -m hinet.tune --study S --storage runs/S.log --trials 10"``);
+each process runs ``--trials`` trials (``--total-trials`` caps the study instead). Use a journal file
+or PostgreSQL/MySQL across nodes: SQLite suits processes on one host (its locking is unreliable on
+NFS). On RDB storages a heartbeat marks trials of killed workers failed and re-queues them once; the
+retry resumes the dead trial's run directory from its last checkpoint. Give workers different
+``--seed`` values (or none): workers with one seed propose the same first trials.
+
+Outputs: each trial trains in ``<runs-dir>/optuna-<study>-t<number>`` and, when it completes, appends
+standard records (family ``optuna``, variant ``<study>-t<number>``, recipe ``proxy``, synthetic flag)
+to ``<results>/records/optuna.jsonl``; pruned trials keep their curves in the run's ``log.jsonl`` and
+in the study. ``tune_figures`` writes ``<results>/figures/optuna_<study>_{history,importances}.png``
+and ``<results>/tables/optuna_<study>.csv`` (``--report-only`` rebuilds just these).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import optuna
+
+from .config import HINetConfig, preset
+from .evaluate import DEFAULT_PROTOCOLS, protocol
+from .losses import LOSSES
+from .recipes import RECIPES, TASK_RECIPE, TASKS, Recipe, proxy
+
+# Loss weights of the official recipes (PSNR loss 0.5 in GoPro/Rain13k, L1 1.0 in SIDD); Charbonnier
+# has no HINet recipe and takes 1.0 as in MPRNet.
+LOSS_WEIGHTS = {"psnr": 0.5, "l1": 1.0, "charbonnier": 1.0}
+
+
+class StudyMismatchError(ValueError):
+    """An existing study was created with other settings (recipe, iterations, data or search space)."""
+
+
+# ----------------------------------------------------------------------------------------------- space
+@dataclass(frozen=True)
+class SearchSpace:
+    """What a trial samples. ``lr`` is a (low, high) log-uniform range; the rest are categorical choices.
+
+    ``width`` are channels at the first U-Net level (even, and ``width * ratio`` whole for every
+    ``norm_ratio``); ``norm_ratio`` fractions in [0, 1] of encoder channels that are instance-normalised
+    (0.5 = the paper's HIN); ``crop`` training crop sides in pixels; ``loss`` names of
+    ``hinet.losses.LOSSES``. The normalised level range is sampled over every (left, right) with
+    0 <= left <= right < depth of the proxy network (it changes nothing when the ratio is 0).
+    """
+
+    lr: tuple[float, float] = (1e-4, 3e-3)
+    batch: tuple[int, ...] = (4, 8, 16)
+    crop: tuple[int, ...] = (48, 64, 96)
+    width: tuple[int, ...] = (8, 12, 16, 24)
+    norm_ratio: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    loss: tuple[str, ...] = ("psnr", "l1", "charbonnier")
+
+    def check(self, depth: int) -> None:
+        """Raise ``ValueError`` naming the field when a choice cannot build a valid proxy run."""
+        lo, hi = self.lr
+        if not 0 < lo <= hi:
+            raise ValueError(f"SearchSpace.lr={self.lr}: expected 0 < low <= high")
+        for name in ("batch", "crop", "width", "norm_ratio", "loss"):
+            if not getattr(self, name):
+                raise ValueError(f"SearchSpace.{name}: expected at least one choice")
+        if any(b < 1 for b in self.batch):
+            raise ValueError(f"SearchSpace.batch={self.batch}: expected positive batch sizes")
+        multiple = 2 ** (depth - 1)
+        if any(c < multiple or c % multiple for c in self.crop):
+            raise ValueError(f"SearchSpace.crop={self.crop}: expected multiples of {multiple} (depth {depth})")
+        if any(r < 0 or r > 1 for r in self.norm_ratio):
+            raise ValueError(f"SearchSpace.norm_ratio={self.norm_ratio}: expected fractions in [0, 1]")
+        for w in self.width:
+            bad = [r for r in self.norm_ratio if abs(w * r - round(w * r)) > 1e-9]
+            if w < 2 or w % 2 or bad:
+                raise ValueError(f"SearchSpace.width={w}: expected an even width with width * ratio whole "
+                                 f"for every norm_ratio (fails for {bad or 'odd width'})")
+        unknown = sorted(set(self.loss) - set(LOSSES))
+        if unknown:
+            raise ValueError(f"SearchSpace.loss: unknown {unknown}; expected some of {sorted(LOSSES)}")
+
+    @staticmethod
+    def level_ranges(depth: int) -> list[str]:
+        """Every normalised level range of a ``depth``-level network as ``"left-right"`` strings
+        (Optuna categoricals hold scalars, not tuples)."""
+        return [f"{left}-{right}" for left in range(depth) for right in range(left, depth)]
+
+    def suggest(self, trial: optuna.Trial, depth: int) -> dict:
+        """Sample one point: ``{"lr", "batch", "crop", "width", "norm_ratio", "norm_levels", "loss"}``."""
+        return {
+            "lr": trial.suggest_float("lr", *self.lr, log=True),
+            "batch": trial.suggest_categorical("batch", list(self.batch)),
+            "crop": trial.suggest_categorical("crop", list(self.crop)),
+            "width": trial.suggest_categorical("width", list(self.width)),
+            "norm_ratio": trial.suggest_categorical("norm_ratio", list(self.norm_ratio)),
+            "norm_levels": trial.suggest_categorical("norm_levels", self.level_ranges(depth)),
+            "loss": trial.suggest_categorical("loss", list(self.loss)),
+        }
+
+
+# ----------------------------------------------------------------------------------------------- specs
+def base_recipe(name: str, iters: int, *, val_every: int | None = None, val_limit: int | None = None) -> Recipe:
+    """The proxy recipe trials start from: ``proxy(<paper recipe>)`` with ``iters`` iterations (so the
+    warm-up and validation period scale with it), optionally another validation period / image limit."""
+    paper = name.removesuffix("-proxy")
+    if paper not in RECIPES or RECIPES[paper].proxy:
+        raise ValueError(f"unknown recipe {name!r}; expected a paper recipe or its proxy, one of "
+                         f"{sorted(n for n in RECIPES if not RECIPES[n].proxy)} (with or without -proxy)")
+    if iters < 1:
+        raise ValueError(f"iters={iters}: expected at least 1 iteration per trial")
+    r = proxy(RECIPES[paper], total_iters=iters)
+    overrides: dict = {}
+    if val_every is not None:
+        overrides["val_every"] = val_every
+    if val_limit is not None:
+        overrides["val_limit"] = val_limit
+    return replace(r, **overrides)
+
+
+def base_config(recipe: Recipe) -> HINetConfig:
+    """The recipe's published network shrunk to proxy scale (``Recipe.network``)."""
+    return recipe.network(preset(recipe.preset))
+
+
+def trial_spec(recipe: Recipe, params: dict, *, seed: int, data: str | None, variant: str):
+    """The ``RunSpec`` of one trial: ``params`` (as from :meth:`SearchSpace.suggest`) replaced into the
+    proxy recipe and its scaled network. The learning-rate floor keeps the recipe's eta_min / lr ratio."""
+    from .train import RunSpec
+
+    left, right = (int(v) for v in params["norm_levels"].split("-"))
+    net = replace(base_config(recipe), width=params["width"], norm_ratio=float(params["norm_ratio"]),
+                  norm_levels=(left, right))
+    lr = float(params["lr"])
+    r = replace(recipe, lr=lr, eta_min=recipe.eta_min / recipe.lr * lr, batch_size=params["batch"],
+                crop=params["crop"], loss=params["loss"], loss_weight=LOSS_WEIGHTS[params["loss"]])
+    return RunSpec(r, net, seed, data, family="optuna", variant=variant)
+
+
+# ----------------------------------------------------------------------------------------------- objective
+def objective_protocol(task: str, name: str | None = None) -> str:
+    """Full name of the protocol whose PSNR a study maximises, e.g. ``denoise/clamped``.
+
+    Only the task's validation protocols (``hinet.evaluate.DEFAULT_PROTOCOLS``) are logged by training.
+    By default the first of them with a fixed peak: ``denoise/official`` reproduces the official SIDD
+    heuristic (peak 255 whenever an image's raw float output exceeds 1), which adds ~48 dB to any image
+    a network overshoots on; measured here, an untrained proxy scored 65.9 dB "official" against 18.1 dB
+    clamped, so a search on it would reward overshooting.
+    """
+    names = DEFAULT_PROTOCOLS[task]
+    if name is None:
+        name = next(n for n in names if protocol(task, n).peak != "auto")
+    if name not in names:
+        raise ValueError(f"--protocol {name!r}: training validates {task} under {list(names)} only")
+    return protocol(task, name).name
+
+
+def validation_psnr(log_path: Path, proto: str, step: int) -> float:
+    """Mean PSNR (dB) over the validation sets of protocol ``proto`` logged at ``step`` in a run's
+    ``log.jsonl`` (the last line per set wins, so a resumed run's repeated validations count once)."""
+    per_set: dict[str, float] = {}
+    for line in map(json.loads, log_path.read_text().splitlines()):
+        if line["split"] == "val" and line["step"] == step and line["protocol"] == proto:
+            per_set[line["set"]] = float(line["psnr"])
+    if not per_set:
+        raise ValueError(f"{log_path}: no validation PSNR of protocol {proto!r} at step {step}")
+    return sum(per_set.values()) / len(per_set)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """Callable objective: one trial = one proxy training run. See the module docstring."""
+
+    study: str
+    recipe: Recipe
+    space: SearchSpace
+    runs_dir: Path
+    records: Path
+    seed: int  # training seed, equal for every trial so that differences come from the parameters
+    data: str | None = None
+    device: str = "cpu"
+    protocol: str | None = None  # full protocol name; None = objective_protocol(task)
+
+    def __post_init__(self) -> None:
+        task = self.recipe.task
+        given = None if self.protocol is None else self.protocol.removeprefix(f"{task}/")
+        object.__setattr__(self, "protocol", objective_protocol(task, given))
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        from .train import train
+
+        params = self.space.suggest(trial, base_config(self.recipe).depth)
+        # A heartbeat retry copies the user attributes of the dead trial: reuse and resume its run.
+        number = int(trial.user_attrs.get("run_number", trial.number))
+        run_id = f"optuna-{self.study}-t{number}"
+        run_dir = self.runs_dir / run_id
+        worker = f"{socket.gethostname()}:{os.getpid()}"  # which node/process ran it (cluster forensics)
+        for key, value in (("run_number", number), ("run_dir", str(run_dir)), ("synthetic", self.data is None),
+                           ("worker", worker)):
+            trial.set_user_attr(key, value)
+        spec = trial_spec(self.recipe, params, seed=self.seed, data=self.data, variant=f"{self.study}-t{number}")
+        resume = (run_dir / "checkpoints" / "last.pth").exists() and not (run_dir / "done.json").exists()
+        train(spec, run_dir, resume=resume, device=self.device, records_path=self.records, progress=False,
+              run_id=run_id, on_validation=self._reporter(trial, run_dir))
+        return validation_psnr(run_dir / "log.jsonl", self.protocol, self.recipe.total_iters)
+
+    def _reporter(self, trial: optuna.Trial, run_dir: Path) -> Callable[[int, dict], None]:
+        total = self.recipe.total_iters
+
+        def on_validation(step: int, metrics: dict) -> None:
+            # train()'s metrics dict is keyed "<set>/<metric>" only, so with two protocols (denoising)
+            # the later one wins there; the run's log keeps the protocol, so read the PSNR from it.
+            value = validation_psnr(run_dir / "log.jsonl", self.protocol, step)
+            trial.report(value, step)
+            # Pruning at the last validation would only throw the finished result away.
+            if step < total and trial.should_prune():
+                raise optuna.TrialPruned(f"PSNR {value:.3f} dB at step {step} is below the pruner's threshold")
+
+        return on_validation
+
+
+# ----------------------------------------------------------------------------------------------- storage
+def open_storage(where: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorage:
+    """Storage for ``where``: a path ending in ``.log``/``.jsonl`` (journal file), or an RDB URL.
+
+    RDB storages get a heartbeat every ``heartbeat`` s (a trial silent for 3x that is failed by the
+    next worker's ``fail_stale_trials`` and re-queued once, with its intermediate values); SQLite gets a
+    60 s busy timeout so that concurrent workers wait for the write lock instead of failing.
+    """
+    import sqlalchemy.exc
+    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    if where.endswith((".log", ".jsonl")) and "://" not in where:
+        path = Path(where)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
+    if "://" not in where:
+        raise ValueError(f"--storage {where!r}: expected an RDB URL (sqlite:///x.db, postgresql://..., "
+                         f"mysql://...) or a journal file path ending in .log or .jsonl")
+    engine_kwargs: dict = {}
+    if where.startswith("sqlite:///"):
+        db = where.removeprefix("sqlite:///")
+        if db and db != ":memory:":
+            Path(db).parent.mkdir(parents=True, exist_ok=True)
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    # Optuna >= 4.9 renamed RetryFailedTrialCallback / failed_trial_callback (old names deprecated).
+    retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    retry_kw = "heartbeat_stale_trial_callback"
+    if retry_cls is None:
+        retry_cls, retry_kw = optuna.storages.RetryFailedTrialCallback, "failed_trial_callback"
+    # Workers started together on a fresh database race to create its schema; the loser's INSERT of
+    # the schema version fails (UNIQUE constraint, seen with two SQLite workers) and a retry finds the
+    # schema complete. Optuna does not retry this itself.
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is marked experimental; we use it deliberately
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(where, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
+                                  grace_period=3 * heartbeat,
+                                  **{retry_kw: retry_cls(max_retry=1, inherit_intermediate_values=True)})
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):  # also "table ... exists"
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def default_storage(results: Path, study: str) -> str:
+    return f"sqlite:///{(results / 'optuna' / f'{study}.db').resolve()}"
+
+
+def load_study(name: str, storage: optuna.storages.BaseStorage, *, settings: dict | None = None,
+               sampler: optuna.samplers.BaseSampler | None = None,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    """Create or resume the maximising study ``name``. With ``settings`` the study's stored settings
+    must equal them (stored on first use); otherwise :class:`StudyMismatchError`."""
+    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+                                sampler=sampler, pruner=pruner)
+    if settings is not None:
+        stored = study.user_attrs.get("settings")
+        if stored is None:
+            study.set_user_attr("settings", settings)
+        elif stored != settings:
+            diff = {k: (stored.get(k), settings.get(k)) for k in sorted(set(stored) | set(settings))
+                    if stored.get(k) != settings.get(k)}
+            raise StudyMismatchError(f"study {name!r} was created with other settings (stored, given): {diff}; "
+                                     f"use another --study name")
+    return study
+
+
+# ----------------------------------------------------------------------------------------------- report
+@contextmanager
+def _replacing(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` and move it over ``path`` when the block succeeds: every
+    worker of a study rewrites the same report files at its end, and readers must never see half a file."""
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def tune_figures(study: optuna.Study, out_dir: str | Path) -> list[Path]:
+    """Write the study's report under ``out_dir`` (e.g. ``results``) and return the files written:
+    ``tables/optuna_<study>.csv`` (``study.trials_dataframe()``, one row per trial),
+    ``figures/optuna_<study>_history.png`` (objective per completed trial and best so far; needs one
+    completed trial) and ``figures/optuna_<study>_importances.png`` (parameter importances; needs two
+    completed trials and a parameter that varies among them). Skipped figures are announced."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as ovm
+
+    out_dir = Path(out_dir)
+    stem = f"optuna_{study.study_name}"
+    written = []
+    table = out_dir / "tables" / f"{stem}.csv"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    with _replacing(table) as tmp:
+        study.trials_dataframe().to_csv(tmp, index=False)
+    written.append(table)
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    common = set.intersection(*(set(t.params) for t in complete)) if complete else set()
+    varying = [p for p in sorted(common) if len({t.params[p] for t in complete}) > 1]
+    plots = {"history": (ovm.plot_optimization_history, len(complete) >= 1,
+                         "no completed trial"),
+             "importances": (ovm.plot_param_importances, len(complete) >= 2 and bool(varying),
+                             f"{len(complete)} completed trial(s), varying parameters {varying}; needs >= 2 "
+                             f"completed trials with at least one varying parameter")}
+    settings = study.user_attrs.get("settings", {})
+    what = "validation PSNR, dB"
+    if settings:
+        what = (f"{'synthetic' if settings['data'] is None else 'real'} data, {settings['recipe']['name']}, "
+                f"{settings['recipe']['total_iters']} iterations; {settings['protocol']} PSNR, dB")
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    for name, (plot, ok, why) in plots.items():
+        if not ok:
+            print(f"[hinet.tune] {stem}_{name}.png skipped: {why}")
+            continue
+        with warnings.catch_warnings():  # optuna's matplotlib backend is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ax = plot(study)
+        fig = ax.figure
+        fig.suptitle(f"Optuna study {study.study_name} (proxy scale; {what})", fontsize=9)
+        fig.tight_layout()
+        path = out_dir / "figures" / f"{stem}_{name}.png"
+        with _replacing(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def summary(study: optuna.Study) -> str:
+    """One line: trial counts per state and the best trial."""
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name] = counts.get(t.state.name, 0) + 1
+    line = f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    try:
+        best = study.best_trial
+    except ValueError:  # no completed trial yet
+        return line
+    return line + f"; best trial {best.number}: {best.value:.3f} dB with {best.params}"
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def main(argv: list[str] | None = None) -> optuna.Study:
+    p = argparse.ArgumentParser(prog="python -m hinet.tune", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="See the module docstring (python -c 'import hinet.tune; help(hinet.tune)').")
+    p.add_argument("--study", default=None, help="study name (default: the recipe name); resumed when it exists")
+    p.add_argument("--storage", default=None,
+                   help="RDB URL or journal file (*.log/*.jsonl); default sqlite:///<results>/optuna/<study>.db")
+    p.add_argument("--trials", type=int, default=None, help="trials this worker runs (default 10 without "
+                   "--total-trials/--timeout)")
+    p.add_argument("--total-trials", type=int, default=None, help="stop once the study holds this many "
+                   "finished (complete or pruned) trials, counted over all workers")
+    p.add_argument("--timeout", type=float, default=None, help="seconds after which this worker starts no trial")
+    p.add_argument("--task", default=None, choices=TASKS, help="picks the recipe (denoise -> sidd-proxy)")
+    p.add_argument("--recipe", default=None, help="paper recipe or its proxy (default: sidd-proxy)")
+    p.add_argument("--iters", type=int, default=200, help="training iterations per trial")
+    p.add_argument("--val-every", type=int, default=None, help="validation/report period (default: iters/4)")
+    p.add_argument("--val-limit", type=int, default=None, help="images per validation set (default: the proxy's 8)")
+    p.add_argument("--data", default=None, help="dataset directory (default: the synthetic counterpart)")
+    p.add_argument("--protocol", default=None, help="validation protocol to maximise (default: see objective_protocol)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads of this worker")
+    p.add_argument("--seed", type=int, default=None, help="sampler seed (default: random; differ per worker)")
+    p.add_argument("--train-seed", type=int, default=None, help="training seed of every trial (default: recipe's)")
+    p.add_argument("--startup-trials", type=int, default=5, help="MedianPruner n_startup_trials")
+    p.add_argument("--warmup-steps", type=int, default=None, help="MedianPruner n_warmup_steps (default: iters/2)")
+    space = SearchSpace()
+    p.add_argument("--lr", type=float, nargs=2, default=list(space.lr), metavar=("LOW", "HIGH"),
+                   help="log-uniform learning-rate range")
+    p.add_argument("--batch", type=int, nargs="+", default=list(space.batch), help="batch choices")
+    p.add_argument("--crop", type=int, nargs="+", default=list(space.crop), help="training crop choices")
+    p.add_argument("--width", type=int, nargs="+", default=list(space.width), help="network width choices")
+    p.add_argument("--norm-ratio", type=float, nargs="+", default=list(space.norm_ratio),
+                   help="normalised channel fraction choices")
+    p.add_argument("--loss", nargs="+", default=list(space.loss), help="loss choices")
+    p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--results", default="results", help="root of records/, figures/, tables/, optuna/")
+    p.add_argument("--records", default=None, help="records JSONL (default: <results>/records/optuna.jsonl)")
+    p.add_argument("--report-only", action="store_true", help="only rebuild the figures and CSV of --study")
+    a = p.parse_args(argv)
+
+    if a.task and a.recipe and base_recipe(a.recipe, 1).task != a.task:
+        p.error(f"--recipe {a.recipe} is a {base_recipe(a.recipe, 1).task} recipe, not --task {a.task}")
+    recipe_name = a.recipe or (f"{TASK_RECIPE[a.task]}-proxy" if a.task else "sidd-proxy")
+    name = a.study or recipe_name.removesuffix("-proxy") + "-proxy"
+    results = Path(a.results)
+    storage = open_storage(a.storage or default_storage(results, name))
+    if a.report_only:
+        try:
+            study = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            raise SystemExit(f"hinet.tune: no study {name!r} in {a.storage or default_storage(results, name)}") \
+                from None
+        for path in tune_figures(study, results):
+            print(f"[hinet.tune] wrote {path}")
+        print(f"[hinet.tune] {summary(study)}")
+        return study
+
+    recipe = base_recipe(recipe_name, a.iters, val_every=a.val_every, val_limit=a.val_limit)
+    space = SearchSpace(tuple(a.lr), tuple(a.batch), tuple(a.crop), tuple(a.width), tuple(a.norm_ratio),
+                        tuple(a.loss))
+    space.check(base_config(recipe).depth)
+    seed = recipe.seed if a.train_seed is None else a.train_seed
+    proto = objective_protocol(recipe.task, a.protocol)
+    settings = {"recipe": recipe.to_dict(), "space": asdict(space), "data": a.data, "train_seed": seed,
+                "protocol": proto}
+    warmup = a.iters // 2 if a.warmup_steps is None else a.warmup_steps
+    study = load_study(name, storage, settings=json.loads(json.dumps(settings)),
+                       sampler=optuna.samplers.TPESampler(seed=a.seed),
+                       pruner=optuna.pruners.MedianPruner(n_startup_trials=a.startup_trials, n_warmup_steps=warmup))
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    records = Path(a.records or results / "records" / "optuna.jsonl")
+    objective = Objective(name, recipe, space, Path(a.runs_dir), records, seed, a.data, a.device, proto)
+    from optuna.trial import TrialState
+
+    from .train import NonFiniteLossError
+
+    callbacks = []
+    if a.total_trials is not None:
+        callbacks.append(optuna.study.MaxTrialsCallback(a.total_trials, states=(TrialState.COMPLETE,
+                                                                                 TrialState.PRUNED)))
+    n_trials = a.trials
+    if n_trials is None and a.total_trials is None and a.timeout is None:
+        n_trials = 10
+    # A diverging learning rate is a result (the trial fails), not a reason to stop the worker.
+    study.optimize(objective, n_trials=n_trials, timeout=a.timeout, catch=(NonFiniteLossError,),
+                   callbacks=callbacks, gc_after_trial=True)
+    for path in tune_figures(study, results):
+        print(f"[hinet.tune] wrote {path}")
+    print(f"[hinet.tune] {summary(study)}")
+    return study
+
+
+if __name__ == "__main__":
+    main()
