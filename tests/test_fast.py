@@ -1,0 +1,217 @@
+"""Fast paths (hinet.fast) give the eager model's numbers: fp32 switches to 1e-4, reduced precision >= 45 dB."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+import torch
+
+from hinet.arch import HINet
+from hinet.blocks import PartialNorm
+from hinet.config import PRESETS, scaled
+from hinet.data.io import write_image
+from hinet.data.patches import PatchDataset
+from hinet.data.prepare import PreparedCrops
+from hinet.evaluate import predict_tiled
+from hinet.fast import (
+    FastPathUnavailableError,
+    Uint8PatchDataset,
+    fast_train_setup,
+    make_train_step,
+    optimize_for_inference,
+    set_fused_norm,
+)
+from hinet.losses import MultiStageLoss, make_loss
+from hinet.metrics import psnr
+
+FP32_TOL = 1e-4
+MIN_PSNR_DB = 45.0
+
+
+def tiny_hinet(seed: int = 0, width: int = 4, depth: int = 2) -> HINet:
+    torch.manual_seed(seed)
+    return HINet(scaled(PRESETS["sidd-1x"], width=width, depth=depth)).eval()
+
+
+def images(n: int = 2, size: int = 32, seed: int = 1) -> torch.Tensor:
+    """SYNTHETIC uniform-noise images, NCHW RGB in [0, 1]."""
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def max_abs(outs: list[torch.Tensor], refs: list[torch.Tensor]) -> float:
+    assert len(outs) == len(refs)
+    return max((a - b).abs().max().item() for a, b in zip(outs, refs))
+
+
+@pytest.fixture(scope="module")
+def model_and_reference() -> tuple[HINet, torch.Tensor, list[torch.Tensor]]:
+    model, x = tiny_hinet(), images()
+    with torch.inference_mode():
+        ref = [o.clone() for o in model(x)]
+    return model, x, ref
+
+
+# ------------------------------------------------------------------------------------------- PartialNorm
+@pytest.mark.parametrize("ratio", [0.25, 0.5, 1.0])
+def test_partial_norm_fused_matches_unfused(ratio: float) -> None:
+    torch.manual_seed(0)
+    total = 16
+    norm = PartialNorm(total, round(total * ratio), "instance")
+    with torch.no_grad():  # non-trivial affine so a swapped scale/shift would show
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = (torch.randn(3, total, 9, 11) * 2 + 1).requires_grad_()
+    ref = norm(x)
+    grads_ref = torch.autograd.grad(ref.square().sum(), (x, norm.weight, norm.bias))
+    norm.fused = True
+    out = norm(x)
+    grads = torch.autograd.grad(out.square().sum(), (x, norm.weight, norm.bias))
+    assert (out - ref).abs().max().item() <= 1e-5
+    for g, g_ref in zip(grads, grads_ref):
+        assert (g - g_ref).abs().max().item() <= 1e-4 * max(1.0, g_ref.abs().max().item())
+
+
+def test_set_fused_norm_switches_instance_norms_only() -> None:
+    model = HINet(scaled(PRESETS["sidd-1x"], width=4, depth=3))
+    norms = [m for m in model.modules() if isinstance(m, PartialNorm)]
+    assert set_fused_norm(model) == len(norms) == 6 and all(m.fused for m in norms)
+    assert set_fused_norm(model, False) == 6 and not any(m.fused for m in norms)
+    from dataclasses import replace
+
+    batch = HINet(replace(scaled(PRESETS["sidd-1x"], width=4, depth=2), norm="batch"))
+    assert set_fused_norm(batch) == 0
+
+
+# ------------------------------------------------------------------------------------------- inference
+@pytest.mark.parametrize("channels_last,fused_norm", [(False, False), (True, False), (False, True), (True, True)])
+def test_fp32_paths_match_eager(model_and_reference, channels_last: bool, fused_norm: bool) -> None:
+    model, x, ref = model_and_reference
+    runner = optimize_for_inference(model, channels_last=channels_last, fused_norm=fused_norm)
+    out = runner(x)
+    assert [o.dtype for o in out] == [torch.float32] * 2
+    assert all(o.is_contiguous() for o in out)
+    assert max_abs(out, ref) <= FP32_TOL
+
+
+def test_runner_leaves_the_model_alone_unless_inplace(model_and_reference) -> None:
+    model, x, _ = model_and_reference
+    optimize_for_inference(model)(x)
+    assert not any(m.fused for m in model.modules() if isinstance(m, PartialNorm))
+    assert all(p.requires_grad for p in model.parameters())
+    conv = model.stages[0].intro.weight
+    assert conv.is_contiguous()
+    other = copy.deepcopy(model)
+    runner = optimize_for_inference(other, inplace=True)
+    assert runner.model is other and all(m.fused for m in other.modules() if isinstance(m, PartialNorm))
+
+
+def test_runner_is_a_drop_in_model_for_tiled_prediction(model_and_reference) -> None:
+    model, _, _ = model_and_reference
+    image = images(1, 48, seed=3)
+    with torch.inference_mode():
+        ref = predict_tiled(model, image, tile=32, batch=4)
+    out = predict_tiled(optimize_for_inference(model), image, tile=32, batch=4)
+    assert (out - ref).abs().max().item() <= FP32_TOL
+
+
+def test_bf16_autocast_on_cpu_is_close(model_and_reference) -> None:
+    model, x, ref = model_and_reference
+    out = optimize_for_inference(model, dtype="bf16")(x)
+    assert out[-1].dtype == torch.float32
+    assert (out[-1] - ref[-1]).abs().max().item() > 0  # really ran in reduced precision
+    assert psnr(out[-1], ref[-1]).min().item() >= MIN_PSNR_DB
+
+
+@pytest.mark.slow
+def test_compiled_path_matches_eager(model_and_reference) -> None:
+    """torch.compile (inductor, C++ on CPU, freezing): ~15 s of compilation on a 2-core CPU."""
+    model, x, ref = model_and_reference
+    runner = optimize_for_inference(model, compile=True)
+    start = time.perf_counter()
+    out = runner(x)
+    compile_s = time.perf_counter() - start
+    assert runner.compiled and max_abs(out, ref) <= FP32_TOL
+    assert max_abs(runner(x), ref) <= FP32_TOL  # the cached graph, second call
+    print(f"compile + first call: {compile_s:.1f} s")
+
+
+def test_bad_options_are_refused(model_and_reference, monkeypatch) -> None:
+    model, x, _ = model_and_reference
+    with pytest.raises(FastPathUnavailableError, match="float16.*CUDA"):
+        optimize_for_inference(model, dtype=torch.float16)
+    with pytest.raises(ValueError, match="dtype='int8'"):
+        optimize_for_inference(model, dtype="int8")
+    with pytest.raises(ValueError, match="NCHW"):
+        optimize_for_inference(model)(x[0])
+    from torch._inductor import config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("no-such-compiler-xyz",))
+    with pytest.raises(FastPathUnavailableError, match="compile=True"):
+        optimize_for_inference(model, compile=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [None, torch.float16, torch.bfloat16])
+def test_cuda_paths(dtype) -> None:
+    model, x = tiny_hinet(), images()
+    with torch.inference_mode():
+        ref = model.cuda()(x.cuda())
+    out = optimize_for_inference(model, dtype=dtype)(x)
+    assert out[-1].device.type == "cuda" and out[-1].dtype == torch.float32
+    if dtype is None:
+        assert max_abs(out, ref) <= FP32_TOL
+    else:
+        assert psnr(out[-1], ref[-1]).min().item() >= MIN_PSNR_DB
+
+
+# ------------------------------------------------------------------------------------------- training
+def test_fast_train_step_matches_eager_step() -> None:
+    """One SGD step (so the parameter change is the clipped gradient itself) with and without fast switches."""
+    x, y = images(2, 32, seed=4), images(2, 32, seed=5)
+    results = []
+    for fast in (False, True):
+        model = tiny_hinet().train()
+        net = fast_train_setup(model) if fast else model
+        opt = torch.optim.SGD(model.parameters(), lr=1.0)
+        step = make_train_step(net, MultiStageLoss(make_loss("l1")), opt, grad_clip=0.01, channels_last=fast)
+        loss = step(x, y)
+        assert loss.requires_grad is False and all(p.grad is None for p in model.parameters())
+        results.append((loss.item(), [p.detach().clone() for p in model.parameters()]))
+    (loss_ref, params_ref), (loss_fast, params_fast) = results
+    assert loss_fast == pytest.approx(loss_ref, abs=1e-6)
+    assert max((a - b).abs().max().item() for a, b in zip(params_fast, params_ref)) <= 1e-6
+    moved = max((a - b).abs().max().item() for a, b in zip(params_ref, tiny_hinet().parameters()))
+    assert moved > 1e-4  # the step did change the weights
+
+
+# ------------------------------------------------------------------------------------------- data
+def _crops_folder(root, sizes: list[tuple[int, int]]) -> PreparedCrops:
+    """SYNTHETIC noise PNG pairs in the prepare_crops layout (input_crops/, gt_crops/)."""
+    (root / "input_crops").mkdir(parents=True)
+    (root / "gt_crops").mkdir()
+    g = torch.Generator().manual_seed(7)
+    for i, (h, w) in enumerate(sizes):
+        clean = torch.rand(3, h, w, generator=g)
+        write_image(root / "gt_crops" / f"{i:04d}_s001.png", clean)
+        write_image(root / "input_crops" / f"{i:04d}_s001.png", (clean + 0.1 * torch.rand(3, h, w, generator=g)))
+    return PreparedCrops(root)
+
+
+@pytest.mark.parametrize("augment", ["sidd", "dihedral", None])
+def test_uint8_patches_equal_float_patches(tmp_path, augment) -> None:
+    pairs = _crops_folder(tmp_path, [(40, 52), (24, 30)])  # the second is smaller than the crop: mirror-padded
+    kwargs = dict(augment=augment, length=12, seed=3)
+    ref, fast = PatchDataset(pairs, 32, **kwargs), Uint8PatchDataset(pairs, 32, **kwargs)
+    for i in range(len(ref)):
+        (d_ref, c_ref, n_ref), (d, c, n) = ref[i], fast[i]
+        assert n == n_ref and d.dtype == c.dtype == torch.float32 and d.shape == (3, 32, 32)
+        assert torch.equal(d, d_ref) and torch.equal(c, c_ref)
+
+
+def test_uint8_patches_need_image_files() -> None:
+    from hinet.data.synthetic import SyntheticPairs
+
+    with pytest.raises(TypeError, match="PairedFiles"):
+        Uint8PatchDataset(SyntheticPairs("denoise", "train", size=32, count=2), 16)
