@@ -24,7 +24,8 @@ each process runs ``--trials`` trials (``--total-trials`` caps the study instead
 or PostgreSQL/MySQL across nodes: SQLite suits processes on one host (its locking is unreliable on
 NFS). On RDB storages a heartbeat marks trials of killed workers failed and re-queues them once; the
 retry resumes the dead trial's run directory from its last checkpoint. Give workers different
-``--seed`` values (or none): workers with one seed propose the same first trials.
+``--seed`` values (or none): workers with one seed propose the same first trials. On a multi-GPU node
+give each worker its own GPU (``CUDA_VISIBLE_DEVICES=i``); ``--threads`` splits CPU cores.
 
 Outputs: each trial trains in ``<runs-dir>/optuna-<study>-t<number>`` and, when it completes, appends
 standard records (family ``optuna``, variant ``<study>-t<number>``, recipe ``proxy``, synthetic flag)
