@@ -29,7 +29,7 @@ import re
 import sys
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +150,8 @@ def build_parser(bench: Benchmark) -> argparse.ArgumentParser:
                                        "'ensemble(a+b)', or 'degraded input')")
     parser.add_argument("--protocol", action="append", choices=names, metavar="NAME",
                         help=f"scoring protocol, repeatable; one of {names} (default: {default})")
+    parser.add_argument("--exact-ssim", action="store_true",
+                        help="RGB 3-D SSIM with the official float32 arithmetic (slow; default: fast, <=1.5e-4 off)")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral transforms (needs --weights)")
     parser.add_argument("--limit", type=int, help="score only the first N images of each test set")
     parser.add_argument("--device", default="auto", help="torch device (default: cuda if available, else cpu)")
@@ -221,8 +223,13 @@ def open_sets(bench: Benchmark, args: argparse.Namespace) -> dict[str, Dataset]:
     return synthetic_test_sets(bench.task, **kw)
 
 
-def selected_protocols(bench: Benchmark, names: Sequence[str] | None) -> list[Protocol]:
-    return [PROTOCOLS[bench.task][n] for n in (names or DEFAULT_PROTOCOLS[bench.task])]
+def selected_protocols(bench: Benchmark, names: Sequence[str] | None, exact_ssim: bool = False) -> list[Protocol]:
+    """The protocols to score; ``exact_ssim`` switches RGB 3-D SSIM to the official float32 arithmetic."""
+    protos = [PROTOCOLS[bench.task][n] for n in (names or DEFAULT_PROTOCOLS[bench.task])]
+    if exact_ssim:
+        protos = [replace(p, ssim_arithmetic="reference") if p.ssim == "official" and not p.y_channel else p
+                  for p in protos]
+    return protos
 
 
 # ------------------------------------------------------------------------------------------ evaluation
@@ -447,7 +454,7 @@ def run(bench: Benchmark, args: argparse.Namespace) -> int:
     method = load_method(args.weights, args.name)
     datasets = open_sets(bench, args)
     synthetic = any(bool(getattr(ds, "synthetic", False)) for ds in datasets.values())
-    protocols = selected_protocols(bench, args.protocol)
+    protocols = selected_protocols(bench, args.protocol, args.exact_ssim)
     results = evaluate_protocols(method, datasets, protocols, tta=args.tta, limit=args.limit, device=args.device,
                                  batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress,
                                  save_dir=args.save_images)

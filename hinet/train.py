@@ -200,7 +200,7 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
           progress: bool = True, run_id: str | None = None,
           on_validation: Callable[[int, dict], None] | None = None) -> dict:
     """Train one run to completion (or resume it). Returns the final validation metrics
-    ``{"<set>/<metric>": value}``. Raises :class:`RunConflictError` / :class:`NonFiniteLossError`.
+    ``{"<set>/<protocol>/<metric>": value}``. Raises :class:`RunConflictError` / :class:`NonFiniteLossError`.
 
     ``on_validation(step, metrics)``, if given, runs on rank 0 after each validation has been logged
     (``metrics`` as returned); an exception it raises (e.g. ``optuna.TrialPruned``) ends the run there,
@@ -273,7 +273,7 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
             for res in results:
                 _log(run_dir, {"step": step, "split": "val", "set": res.dataset, "protocol": res.protocol,
                                **res.metrics})
-        metrics = {f"{res.dataset}/{k}": v for res in results for k, v in res.metrics.items()}
+        metrics = {f"{res.dataset}/{res.protocol}/{k}": v for res in results for k, v in res.metrics.items()}
         if on_validation is not None:  # hook for hyper-parameter search (hinet.tune): report / prune
             on_validation(step, metrics)
         return metrics

@@ -206,3 +206,16 @@ def test_evaluate_on_a_set_without_ground_truth_raises(tmp_path) -> None:
     sets = {"SIDD-benchmark": SIDDBenchmark(tmp_path)}
     with pytest.raises(ValueError, match="no ground truth"):
         evaluate(identity, sets, [PROTOCOLS["denoise"]["official"]], progress=False)
+
+
+def test_reference_ssim_arithmetic_protocol_is_close_to_fast():
+    from dataclasses import replace
+
+    from hinet.evaluate import PROTOCOLS, score
+
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 24, 24)
+    pred = (target + 0.05 * torch.randn_like(target)).clamp(0, 1)
+    fast = score(pred, target, PROTOCOLS["deblur"]["full"])["ssim"]
+    exact = score(pred, target, replace(PROTOCOLS["deblur"]["full"], ssim_arithmetic="reference"))["ssim"]
+    assert torch.allclose(fast, exact, atol=1e-4) and not torch.equal(fast, exact)

@@ -69,6 +69,15 @@ def test_ssim_rgb_within_official_float32_rounding(pairs):
     assert sorted(diffs)[-2] < 1e-5  # all but the near-identical pair agree to 1e-5
 
 
+def test_ssim_rgb_reference_arithmetic_reproduces_official_values(pairs):
+    # arithmetic="reference" repeats the official float32 dense Conv3d: every pair within 1e-5.
+    for p in pairs:
+        value = float(ssim(p["pred"], p["gt"], arithmetic="reference")[0])
+        assert value == pytest.approx(p["ssim_rgb"], abs=1e-5)
+    with pytest.raises(ValueError, match="reference"):
+        ssim(pairs[0]["pred"], pairs[0]["gt"], y_channel=True, arithmetic="reference")
+
+
 def test_channel_order_does_not_matter(pairs):
     p = pairs[1]
     bgr_pred, bgr_gt = p["pred"].flip(1), p["gt"].flip(1)
