@@ -39,7 +39,7 @@ def run(session: nox.Session, *args: str) -> None:
 @nox.session(venv_backend="none")
 def tests(session: nox.Session) -> None:
     """Run the CPU test suite (GPU tests are skipped without CUDA)."""
-    run(session, "-m", "hinet.perceptual", "--setup", "--quiet")
+    run(session, "-m", "hinet.perceptual", "--setup")  # LPIPS AlexNet trunk into the local cache, once
     run(session, "-m", "pytest", *(session.posargs or ["tests", "-q"]))
 
 

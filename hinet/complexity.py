@@ -40,8 +40,9 @@ def ptflops_macs(model: torch.nn.Module, size: tuple[int, int], channels: int = 
 def conv_macs(model: torch.nn.Module, size: tuple[int, int], channels: int = 3) -> int:
     """Convolution MACs of one forward pass, counted by torch's FlopCounterMode (FLOPs / 2)."""
     counter = FlopCounterMode(display=False)
+    device = next(model.parameters()).device  # a model on the meta device is counted without computing
     with counter, torch.no_grad():
-        model(torch.zeros(1, channels, *size))
+        model(torch.zeros(1, channels, *size, device=device))
     return counter.get_total_flops() // 2
 
 

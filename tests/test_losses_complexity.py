@@ -54,3 +54,11 @@ def test_conv_macs_closed_form_for_one_conv():
     # intro 3->4 (3x3), block: conv_1 4->4 3x3, conv_2 4->4 3x3, identity 4->4 1x1, head 4->3 3x3
     expected = h * w * (3 * 4 * 9 + 4 * 4 * 9 * 2 + 4 * 4 + 4 * 3 * 9)
     assert conv_macs(model, (h, w)) == expected
+
+
+def test_reference_conv_macs_of_the_published_networks():
+    # hinet-reference A.5: 157.6 G conv MACs at 1x3x256x256 for width 64, a quarter of that for width 32
+    for name, giga in (("sidd-1x", 157.6), ("sidd-0.5x", 39.5)):
+        with torch.device("meta"):
+            model = HINet(PRESETS[name])
+        assert round(conv_macs(model, (256, 256)) / 1e9, 1) == giga
