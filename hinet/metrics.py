@@ -5,7 +5,7 @@ space). Results are one float64 value per image, shape ``(N,)``. PSNR is compute
 float32 with centred moments by default (``dtype=torch.float64`` for the exact value; see :func:`ssim`).
 Batches are processed a cache-sized block of images at a time, so any N works in bounded memory.
 
-Protocols (the number depends on all of these, so print :func:`protocol_string` beside it):
+Protocols (the number depends on all of these; ``hinet.evaluate.Protocol.describe`` labels them):
 
 - HINet official (``megvii-model/HINet:basicsr/metrics/psnr_ssim.py`` + ``basicsr/test.py``): the output is
   clamped, rounded to uint8 (:func:`quantize`), PSNR in float64 with a peak heuristic, SSIM on RGB as a
@@ -382,31 +382,6 @@ def _ssim3d_reference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     s1, s2, s12 = window(a * a) - mu1**2, window(b * b) - mu2**2, window(a * b) - mu1 * mu2
     ssim_map = ((2 * mu1 * mu2 + _C1) * (2 * s12 + _C2)) / ((mu1**2 + mu2**2 + _C1) * (s1 + s2 + _C2))
     return ssim_map.mean().to(torch.float64)
-
-
-def protocol_string(
-    *,
-    y_channel: bool = False,
-    crop_border: int = 0,
-    quantize_uint8: bool = True,
-    ssim_variant: SsimVariant = "official",
-    peak: Peak = 1.0,
-    round_y: bool | None = None,
-) -> str:
-    """Short label of a scoring protocol, e.g. ``"rgb/uint8/ssim3d/peak1/crop0"``; print it beside numbers.
-
-    Takes the keyword options of :func:`score`; ``round_y=None`` resolves as there.
-    """
-    if ssim_variant not in ("official", "matlab"):
-        raise MetricInputError(f"ssim_variant: expected 'official' or 'matlab', got {ssim_variant!r}")
-    round_y = _resolve_round_y(y_channel, ssim_variant, round_y)
-    channel = ("y-uint8" if round_y else "y") if y_channel else "rgb"
-    if ssim_variant == "official":
-        window = "ssim2d-replicate" if y_channel else "ssim3d"
-    else:
-        window = "ssim2d-valid" if y_channel else "ssim2d-valid-perchannel"
-    peak_tag = "peak-auto" if peak == "auto" else f"peak{float(peak):g}"
-    return f"{channel}/{'uint8' if quantize_uint8 else 'float'}/{window}/{peak_tag}/crop{crop_border}"
 
 
 def _resolve_round_y(y_channel: bool, ssim_variant: SsimVariant, round_y: bool | None) -> bool:

@@ -11,7 +11,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from benchmarks.bench_scoring import numpy_psnr_ssim, synthetic_blocks, to_tensor
 from hinet import metrics
-from hinet.metrics import MetricInputError, protocol_string, psnr, quantize, score, ssim, to_y
+from hinet.metrics import MetricInputError, psnr, quantize, score, ssim, to_y
 
 DATA = FIXTURES / "metrics"
 
@@ -204,13 +204,7 @@ def test_to_y_limited_range_and_matlab_rounding():
     assert to_y(x).shape == (1, 1, 1, 5)
 
 
-def test_protocol_string_and_score_keys():
-    assert protocol_string() == "rgb/uint8/ssim3d/peak1/crop0"
-    assert protocol_string(peak="auto", quantize_uint8=False) == "rgb/float/ssim3d/peak-auto/crop0"
-    assert protocol_string(y_channel=True) == "y/uint8/ssim2d-replicate/peak1/crop0"
-    assert protocol_string(y_channel=True, ssim_variant="matlab", crop_border=4) == (
-        "y-uint8/uint8/ssim2d-valid/peak1/crop4"
-    )
+def test_score_keys():
     x = torch.rand(1, 3, 16, 16)  # synthetic
     out = score(x, x.flip(-1), y_channel=True, ssim_variant="matlab")
     assert set(out) == {"psnr", "ssim"} and all(v.dtype == torch.float64 and v.shape == (1,) for v in out.values())
@@ -233,7 +227,6 @@ def test_protocol_string_and_score_keys():
         (lambda a, b: psnr(a, b, round_y=True), "round_y"),
         (lambda a, b: ssim(a, b, dtype=torch.float16), "dtype"),
         (lambda a, b: psnr(a[:0], b[:0]), "empty"),
-        (lambda a, b: protocol_string(ssim_variant="x"), "ssim_variant"),
     ],
 )
 def test_bad_input_raises(call, message):
