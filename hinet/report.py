@@ -315,15 +315,25 @@ def ablation_figure(block_runs: pd.DataFrame, title: str, path: Path) -> Path:
     """Point plot of final PSNR/SSIM per variant (95% t-intervals); one row per split/protocol."""
     long = block_runs.melt(id_vars=["variant", "seed", "split", "protocol"], value_vars=list(QUALITY),
                            var_name="metric", value_name="value").dropna(subset=["value"])
-    long["eval"] = long["split"] + " / " + long["protocol"]
+    long["panel"] = long["split"] + " / " + long["protocol"] + " | " + long["metric"]  # only panels with data
     order = sorted(long["variant"].unique(), key=lambda v: (v != "full", v))  # reference first
-    g = sns.catplot(data=long, x="variant", y="value", col="metric", row="eval", kind="point", order=order,
-                    errorbar=_CI, linestyle="none", sharey=False, height=3.2, aspect=1.3)
-    g.set_xticklabels(rotation=30, ha="right")
-    g.set_titles("{row_name} | {col_name}")
+    g = sns.catplot(data=long, x="variant", y="value", col="panel", col_wrap=2, kind="point", order=order,
+                    errorbar=_CI, linestyle="none", sharex=False, sharey=False, height=3.2, aspect=1.3)
+    for ax in g.axes.flat:
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels(order, rotation=30, ha="right")
+    g.set_titles("{col_name}")
+    g.figure.subplots_adjust(hspace=0.55)
     g.set_ylabels("mean and 95% CI over seeds")
     g.figure.suptitle(title, y=1.03)
     return _save(g.figure, path)
+
+
+def _draw_published(ax: plt.Axes, paper: pd.DataFrame) -> None:
+    ax.scatter(paper["gmacs"], paper["psnr"], marker="*", s=140, color="black",
+               label="published (MACs: conv-only per 256x256)")
+    for _, p in paper.iterrows():
+        ax.annotate(p["method"], (p["gmacs"], p["psnr"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
 
 
 def macs_figure(stats_rows: pd.DataFrame, title: str, path: Path, paper: pd.DataFrame | None,
@@ -335,25 +345,25 @@ def macs_figure(stats_rows: pd.DataFrame, title: str, path: Path, paper: pd.Data
     rows = stats_rows.dropna(subset=["gmacs", "psnr_mean"])
     has_paper = paper is not None and len(paper) > 0
     separate = has_paper and not same_axes
-    fig, axes = plt.subplots(1, 2 if separate else 1, figsize=(12 if separate else 6.5, 4.2), squeeze=False,
-                             layout="constrained")
-    ax = axes[0, 0]
-    ax.errorbar(rows["gmacs"], rows["psnr_mean"], yerr=rows["psnr_ci95"].fillna(0), fmt="none", ecolor="gray",
-                zorder=1)
-    sns.scatterplot(data=rows, x="gmacs", y="psnr_mean", hue="variant", style="eval", s=60, ax=ax, zorder=2)
-    ax.set(xlabel="GMACs per forward (as recorded)", ylabel="PSNR (dB), mean and 95% CI over seeds",
-           title="our runs" + (" and published methods" if has_paper and same_axes else ""))
-    if has_paper:
-        pax = ax if same_axes else axes[0, 1]
-        pax.scatter(paper["gmacs"], paper["psnr"], marker="*", s=140, color="black",
-                    label="published (MACs: conv-only per 256x256)")
-        for _, p in paper.iterrows():
-            pax.annotate(p["method"], (p["gmacs"], p["psnr"]), textcoords="offset points", xytext=(4, 4),
-                         fontsize=8)
-        if not same_axes:
-            pax.set(xlabel="GMACs per 256x256 (conv-only count)", ylabel="PSNR (dB)",
-                    title=f"published reference only: the runs at left are {NOT_COMPARABLE}")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    evals = sorted(rows["eval"].unique())  # one panel per protocol: their scales can differ by 40+ dB
+    ncols = len(evals) + separate
+    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4.2), squeeze=False, layout="constrained")
+    for k, ev in enumerate(evals):
+        ax, part = axes[0, k], rows[rows["eval"] == ev]
+        ax.errorbar(part["gmacs"], part["psnr_mean"], yerr=part["psnr_ci95"].fillna(0), fmt="none",
+                    ecolor="gray", zorder=1)
+        sns.scatterplot(data=part, x="gmacs", y="psnr_mean", hue="variant", style="variant", s=70, ax=ax,
+                        zorder=2, legend=k == len(evals) - 1)
+        ax.set(xlabel="GMACs per forward (as recorded)", ylabel="PSNR (dB), mean and 95% CI over seeds",
+               title=f"our runs: {ev}" + (" and published methods" if has_paper and same_axes else ""))
+        if has_paper and same_axes:
+            _draw_published(ax, paper)
+    if separate:
+        pax = axes[0, -1]
+        _draw_published(pax, paper)
+        pax.set(xlabel="GMACs per 256x256 (conv-only count)", ylabel="PSNR (dB)",
+                title=f"published reference only: the runs at left are {NOT_COMPARABLE}")
+    axes[0, len(evals) - 1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(title)
     return _save(fig, path)
 
@@ -403,8 +413,9 @@ def comparison_grid(image_dir: str | Path, out_path: str | Path, title: str | No
             ax.set_yticks([])
             if i == 0:
                 ax.set_title("ground truth" if c == "target" else c, fontsize=9)
-            if j == 0:
-                ax.set_ylabel(name, fontsize=8)
+            if j == 0:  # "<set>__<image>.png" -> "<image>", wrapped to fit beside the row
+                label = Path(name).stem.split("__")[-1]
+                ax.set_ylabel("\n".join(label[k:k + 18] for k in range(0, len(label), 18)), fontsize=7)
     if title:
         fig.suptitle(title)
     return _save(fig, Path(out_path))
