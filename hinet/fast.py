@@ -1,4 +1,4 @@
-"""Opt-in fast paths for inference, training steps and patch loading. The defaults elsewhere never change.
+"""Opt-in fast paths for inference and training steps. The defaults elsewhere never change.
 
 What each switch does (measured on a 2-core AMD EPYC CPU, torch 2.14, HINet width 32 at 256x256; the numbers
 are re-measured by ``nox -s bench``, see ``benchmarks/``):
@@ -28,22 +28,15 @@ import copy
 import shutil
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from .blocks import PartialNorm
-from .data.io import DatasetError
-from .data.paired import PairedFiles
-from .data.patches import PatchDataset
 
 __all__ = [
     "FastPathUnavailableError",
     "InferenceRunner",
-    "Uint8PatchDataset",
     "fast_train_setup",
     "make_train_step",
     "optimize_for_inference",
@@ -230,58 +223,3 @@ def make_train_step(net: Callable[[torch.Tensor], Sequence[torch.Tensor]], crite
         return loss.detach()
 
     return step
-
-
-# ------------------------------------------------------------------------------------------------- data
-def _read_uint8(path: Path) -> torch.Tensor:
-    """Decode an 8-bit PNG/JPEG to a uint8 (3, H, W) RGB tensor (the same pixels :func:`read_image` scales)."""
-    try:
-        with Image.open(path) as im:
-            if im.mode.startswith("I"):
-                raise DatasetError(f"{path}: 16-bit image; the uint8 fast path reads 8-bit files only")
-            hwc = np.asarray(im.convert("RGB"))  # (H, W, 3) uint8
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}") from None
-    except (OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, DatasetError):
-            raise
-        raise DatasetError(f"cannot decode image {path}: {err}") from err
-    return torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))  # (H, W, 3) -> (3, H, W)
-
-
-def _to_unit_float(x: torch.Tensor) -> torch.Tensor:
-    # numpy float32 / 255.0, exactly the expression of hinet.data.io.read_image (a true division per element,
-    # so converting after the crop gives bit-identical values)
-    return torch.from_numpy(np.asarray(x.numpy(), dtype=np.float32) / 255.0)
-
-
-class Uint8PatchDataset(PatchDataset):
-    """:class:`PatchDataset` over image files that crops in uint8 and converts only the patch to float.
-
-    Same items as ``PatchDataset(pairs, ...)`` bit for bit (same seeds, crops, transforms; tested), but the
-    decoded 8-bit image is cropped before the float conversion instead of after it, which saves converting
-    (and copying) the whole source image per patch: about 1.6x more patches per second from 512x512 PNG
-    crops. ``pairs`` must be a :class:`hinet.data.paired.PairedFiles` of 8-bit images (e.g. ``PreparedCrops``).
-    """
-
-    def __init__(self, pairs: PairedFiles, crop: int, **kwargs) -> None:
-        if not isinstance(pairs, PairedFiles):
-            raise TypeError(f"Uint8PatchDataset reads image files: expected a PairedFiles dataset (e.g. "
-                            f"PreparedCrops), got {type(pairs).__name__}")
-        super().__init__(pairs, crop, **kwargs)
-
-    def _source(self, j: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-        if j in self._cache:
-            return self._cache[j]
-        pair = self.pairs.pairs[j]
-        degraded, clean = _read_uint8(pair.degraded), _read_uint8(pair.clean)
-        if degraded.shape != clean.shape:
-            raise DatasetError(f"size mismatch in pair {pair.name!r}: {pair.degraded} is "
-                               f"{tuple(degraded.shape[1:])}, {pair.clean} is {tuple(clean.shape[1:])} (HxW)")
-        if self.cache:
-            self._cache[j] = (degraded, clean, pair.name)
-        return degraded, clean, pair.name
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-        degraded, clean, name = super().__getitem__(index)  # uint8 (3, crop, crop) each
-        return _to_unit_float(degraded), _to_unit_float(clean), name

@@ -11,13 +11,9 @@ import torch
 from hinet.arch import HINet
 from hinet.blocks import PartialNorm
 from hinet.config import PRESETS, scaled
-from hinet.data.io import write_image
-from hinet.data.patches import PatchDataset
-from hinet.data.prepare import PreparedCrops
 from hinet.evaluate import predict_tiled
 from hinet.fast import (
     FastPathUnavailableError,
-    Uint8PatchDataset,
     fast_train_setup,
     make_train_step,
     optimize_for_inference,
@@ -186,32 +182,47 @@ def test_fast_train_step_matches_eager_step() -> None:
     assert moved > 1e-4  # the step did change the weights
 
 
-# ------------------------------------------------------------------------------------------- data
-def _crops_folder(root, sizes: list[tuple[int, int]]) -> PreparedCrops:
-    """SYNTHETIC noise PNG pairs in the prepare_crops layout (input_crops/, gt_crops/)."""
-    (root / "input_crops").mkdir(parents=True)
-    (root / "gt_crops").mkdir()
-    g = torch.Generator().manual_seed(7)
-    for i, (h, w) in enumerate(sizes):
-        clean = torch.rand(3, h, w, generator=g)
-        write_image(root / "gt_crops" / f"{i:04d}_s001.png", clean)
-        write_image(root / "input_crops" / f"{i:04d}_s001.png", (clean + 0.1 * torch.rand(3, h, w, generator=g)))
-    return PreparedCrops(root)
+# ------------------------------------------------------------------------------------------- speed records
+TINY_BENCH = '''
+import time
 
 
-@pytest.mark.parametrize("augment", ["sidd", "dihedral", None])
-def test_uint8_patches_equal_float_patches(tmp_path, augment) -> None:
-    pairs = _crops_folder(tmp_path, [(40, 52), (24, 30)])  # the second is smaller than the crop: mirror-padded
-    kwargs = dict(augment=augment, length=12, seed=3)
-    ref, fast = PatchDataset(pairs, 32, **kwargs), Uint8PatchDataset(pairs, 32, **kwargs)
-    for i in range(len(ref)):
-        (d_ref, c_ref, n_ref), (d, c, n) = ref[i], fast[i]
-        assert n == n_ref and d.dtype == c.dtype == torch.float32 and d.shape == (3, 32, 32)
-        assert torch.equal(d, d_ref) and torch.equal(c, c_ref)
+def test_tiny_ratio(benchmark):
+    benchmark.pedantic(time.sleep, args=(0.001,), rounds=3, iterations=1)
+    benchmark.extra_info.update(device="cpu", torch_version="x", ratio=3.0, ratio_median=2.5,
+                                paths={"eager": {"ms_min": 3.0, "ms_median": 3.1, "ms_mean": 3.2, "rounds": 3}},
+                                metrics={"peak_mb": 12.5})
 
 
-def test_uint8_patches_need_image_files() -> None:
-    from hinet.data.synthetic import SyntheticPairs
+def test_batched_torch(benchmark):
+    benchmark.pedantic(time.sleep, args=(0.001,), rounds=2, iterations=1)
+    benchmark.extra_info.update(speedup_batched_vs_per_image=4.0)
+'''
 
-    with pytest.raises(TypeError, match="PairedFiles"):
-        Uint8PatchDataset(SyntheticPairs("denoise", "train", size=32, count=2), 16)
+
+def test_speed_turns_a_real_benchmark_report_into_records(tmp_path) -> None:
+    """Runs pytest-benchmark for real on a tiny module (sleep-based timings) and converts its JSON."""
+    import json
+
+    from benchmarks.speed import records_from_json, run_pytest, summary_rows
+    from hinet.records import append_records, read_records
+
+    bench = tmp_path / "bench_scoring.py"  # named like the real module so its target applies
+    bench.write_text(TINY_BENCH)
+    report = tmp_path / "report.json"
+    assert run_pytest([str(bench), "-q"], report) == 0
+    data = json.loads(report.read_text())
+    records = records_from_json(data, run_id="bench-test", git=("abc", False))
+    append_records(tmp_path / "speed.jsonl", records)
+    df = read_records(tmp_path / "speed.jsonl")
+    assert set(df["family"]) == {"speed"} and set(df["recipe"]) == {"bench"} and df["synthetic"].all()
+    got = {(v, m): x for v, m, x in zip(df["variant"], df["metric"], df["value"])}
+    assert got[("test_tiny_ratio", "ratio")] == 3.0 and got[("test_tiny_ratio", "peak_mb")] == 12.5
+    assert got[("test_tiny_ratio:eager", "ms_median")] == 3.1 and ("test_tiny_ratio:eager", "rounds") not in got
+    assert got[("test_tiny_ratio", "ms_min")] >= 1.0  # slept 1 ms per round
+    assert got[("test_batched_torch", "ratio")] == 4.0
+    rows = {r["benchmark"]: r for r in summary_rows(data)}
+    assert rows["bench_scoring::test_batched_torch"]["verdict"] == "MISSES"  # 4 < target 5
+    assert rows["bench_scoring::test_tiny_ratio"]["verdict"] == "-"  # no target
+    with pytest.raises(ValueError, match="benchmarks"):
+        records_from_json({"not": "a report"}, run_id="x")

@@ -1,0 +1,66 @@
+"""Benchmark: HINet forward at 256x256 (one image), eager fp32 vs the fast inference paths of hinet.fast.
+
+Baseline "eager": ``model.eval()`` under ``torch.inference_mode()`` (as ``hinet.evaluate`` runs it), NCHW,
+reference PartialNorm. Paths, each timed interleaved with the baseline (``benchmarks/conftest.py``):
+
+* ``fast``: ``optimize_for_inference(model)``: channels_last + fused PartialNorm, fp32 (target >= 1.3x at
+  width 32);
+* ``fast-bf16``: the same under bfloat16 autocast (reduced precision; >= 45 dB vs fp32 in tests/test_fast.py);
+* ``compiled``: ``optimize_for_inference(model, compile=True)`` (inductor with freezing); its compilation time
+  is reported as metric ``compile_s``.
+
+Widths 16 and 32 always; 64 (the published HINet-1x) with ``--bench-width64`` or HINET_BENCH_WIDTH64=1.
+Inputs are SYNTHETIC uniform noise (timings do not depend on image content).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from hinet.arch import HINet
+from hinet.config import PRESETS, scaled
+from hinet.fast import optimize_for_inference
+
+from .conftest import compare
+
+SIZE = 256
+ROUNDS = {16: 10, 32: 7, 64: 3}
+CASES = [(16, "fast"), (32, "fast"), (32, "fast-bf16"), (32, "compiled"), (64, "fast")]
+
+
+def _bf16_supported() -> bool:
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+@pytest.mark.parametrize("width,path", CASES, ids=[f"w{w}-{p}" for w, p in CASES])
+def test_forward(benchmark, width: int, path: str, width64: bool) -> None:
+    if width == 64 and not width64:
+        pytest.skip("width 64 runs only with --bench-width64 (or HINET_BENCH_WIDTH64=1)")
+    if path == "fast-bf16" and not _bf16_supported():
+        pytest.skip("this CPU has no native bfloat16 (AVX512-BF16/AMX) support in oneDNN")
+    torch.manual_seed(0)
+    model = HINet(scaled(PRESETS["sidd-1x"], width=width)).eval()
+    image = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))  # SYNTHETIC
+    options = {"fast": {}, "fast-bf16": {"dtype": torch.bfloat16}, "compiled": {"compile": True}}[path]
+    runner = optimize_for_inference(model, **options)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        fast_out, ref = runner(image)[-1], model(image)[-1]
+    first_call_s = time.perf_counter() - start  # includes compilation for the compiled path
+    err = (fast_out - ref).abs().max().item()
+    if path != "fast-bf16":
+        assert err <= 1e-4, f"{path} differs from eager by {err}"
+
+    def eager() -> None:
+        with torch.inference_mode():
+            model(image)
+
+    result = compare(benchmark, lambda: runner(image), eager, rounds=ROUNDS[width], fast_name=path,
+                     width=width, input=f"1x3x{SIZE}x{SIZE}", max_abs_diff=err)
+    metrics = {"ms_per_image": 1e3 * result["fast_min_s"]}
+    if path == "compiled":
+        metrics["compile_s"] = first_call_s
+    benchmark.extra_info["metrics"] = metrics

@@ -1,0 +1,163 @@
+"""Run the speed benchmarks, store them as records, print ratios against their targets (``nox -s bench``).
+
+``python -m benchmarks.speed [--records PATH] [pytest args]`` runs pytest-benchmark on ``benchmarks/``
+(``bench_*.py``; the default test run never collects them), with ``--benchmark-json`` into a temporary file,
+then appends one :class:`hinet.records.Record` per number to ``results/records/speed.jsonl``:
+
+* family ``speed``, recipe ``bench``, split ``bench``, protocol = the benchmark module (``bench_model``),
+  dataset = the device (``cpu``/``cuda``), variant = the benchmark's name (``test_forward[w32-fast]``);
+  ``synthetic`` is True (every benchmark times synthetic inputs: timings do not depend on image content);
+* metrics ``ms_min``/``ms_mean``/``ms_median``/``ms_stddev`` of the timed path; for each path named in
+  ``extra_info["paths"]`` its numbers under variant ``<name>:<path>`` (e.g. ``...:eager``, with ``peak_mb``
+  where measured); ``ratio`` and ``ratio_median`` (``speedup_*`` keys count as ``ratio``); and every entry of
+  ``extra_info["metrics"]`` (see ``benchmarks/conftest.py`` for these conventions).
+
+Then it prints every ratio next to its target (:data:`TARGETS`). Ratios only mean something when both sides
+ran in the same invocation, which every benchmark here does. Arguments other than ``--records`` go to pytest
+(e.g. ``-k train``, ``--bench-width64``); with no path among them, ``benchmarks/`` is run. The exit code is
+pytest's; nothing is recorded when pytest fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from hinet import records as rec
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_RECORDS = ROOT / "results" / "records" / "speed.jsonl"
+
+#: (pattern on ``<module>::<benchmark name>``, minimum ratio, what is compared). Higher ratios are better.
+TARGETS: list[tuple[str, float, str]] = [
+    ("bench_model::test_forward[[]w32-*", 1.3, "inference speed-up vs eager fp32, width 32, 256x256"),
+    ("bench_train::test_train_step[[]*", 1.2, "training-step speed-up vs eager fp32, sidd-proxy"),
+    ("bench_scoring::test_batched_torch*", 5.0, "batched torch PSNR+SSIM vs per-image numpy"),
+    ("bench_data::test_patches_per_second*", 2.0, "loader patches/s vs proxy step consumption"),
+    ("bench_tiling::test_frame_720p*", 2.0, "full-image / tiled peak memory, 1280x720, width 64"),
+]
+
+
+def target_for(key: str) -> tuple[float, str] | None:
+    for pattern, minimum, what in TARGETS:
+        if fnmatch.fnmatchcase(key, pattern):
+            return minimum, what
+    return None
+
+
+def _module(bench: dict) -> str:
+    return Path(bench["fullname"].split("::", 1)[0]).stem
+
+
+def _ratios(extra: dict) -> dict[str, float]:
+    """``ratio``/``ratio_median`` of a benchmark; ``speedup_*`` keys (bench_scoring) are its ``ratio``."""
+    out = {k: float(extra[k]) for k in ("ratio", "ratio_median") if k in extra}
+    speedups = [k for k in extra if k.startswith("speedup")]
+    if len(speedups) > 1:
+        raise ValueError(f"several speed-up keys {speedups}; expected at most one")
+    if speedups and "ratio" not in out:
+        out["ratio"] = float(extra[speedups[0]])
+    return out
+
+
+def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None = None) -> list[rec.Record]:
+    """One Record per number of a pytest-benchmark JSON report (see the module docstring)."""
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise ValueError("not a pytest-benchmark JSON report: expected a 'benchmarks' list")
+    commit, dirty = git if git is not None else rec.git_info(ROOT)
+    now = rec.utc_now()
+    out: list[rec.Record] = []
+    for bench in data["benchmarks"]:
+        extra = bench.get("extra_info", {})
+        device = str(extra.get("device", "cpu"))
+        common = dict(run_id=run_id, family="speed", dataset=device.split(":")[0], split="bench",
+                      protocol=_module(bench), step=None, seed=None, git_commit=commit, git_dirty=dirty,
+                      config_hash=rec.config_hash({"benchmark": bench["fullname"], "params": bench.get("params")}),
+                      device=device, torch_version=str(extra.get("torch_version", "unknown")), time=now,
+                      synthetic=True, recipe="bench")
+        name, stats = bench["name"], bench["stats"]
+        timed = {f"ms_{k}": 1e3 * float(stats[k]) for k in ("min", "mean", "median", "stddev")}
+        timed.update(_ratios(extra))
+        timed.update({k: float(v) for k, v in extra.get("metrics", {}).items()})
+        out += rec.make_records(common, timed, variant=name)
+        for path, numbers in extra.get("paths", {}).items():
+            values = {k: float(v) for k, v in numbers.items() if k != "rounds"}
+            out += rec.make_records(common, values, variant=f"{name}:{path}")
+    return out
+
+
+def summary_rows(data: dict) -> list[dict[str, Any]]:
+    """Every benchmark with a ratio or a target: ratio (of minima), ratio of medians, target, verdict."""
+    rows = []
+    for bench in data["benchmarks"]:
+        key = f"{_module(bench)}::{bench['name']}"
+        ratios, target = _ratios(bench.get("extra_info", {})), target_for(key)
+        if not ratios and target is None:
+            continue
+        ratio = ratios.get("ratio")
+        verdict = "-" if target is None or ratio is None else ("meets" if ratio >= target[0] else "MISSES")
+        paths = bench.get("extra_info", {}).get("paths", {})
+        times = ", ".join(f"{p} {v['ms_min']:.1f} ms" for p, v in paths.items() if "ms_min" in v)
+        rows.append({"benchmark": key, "ratio": ratio, "ratio (medians)": ratios.get("ratio_median"),
+                     "target": None if target is None else f">= {target[0]:g}", "verdict": verdict,
+                     "compares": target[1] if target else bench.get("extra_info", {}).get("ratio_of", ""),
+                     "timed paths (min)": times})
+    return rows
+
+
+def _has_path(args: list[str]) -> bool:
+    return any(not a.startswith("-") and Path(a.split("::", 1)[0]).exists() for a in args)
+
+
+def run_pytest(pytest_args: list[str], json_path: Path) -> int:
+    """pytest-benchmark over ``benchmarks/`` (unless a path is given) with the JSON report at ``json_path``."""
+    cmd = [sys.executable, "-m", "pytest", "-o", "python_files=bench_*.py", "-p", "no:cacheprovider",
+           f"--benchmark-json={json_path}", *pytest_args]
+    if not _has_path(pytest_args):
+        cmd.append(str(ROOT / "benchmarks"))
+    return subprocess.run(cmd, cwd=ROOT, check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tabulate import tabulate
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS, help=f"JSONL to append to ({DEFAULT_RECORDS})")
+    args, pytest_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    fd, name = tempfile.mkstemp(prefix="hinet-bench-", suffix=".json")
+    os.close(fd)
+    json_path = Path(name)
+    try:
+        code = run_pytest(pytest_args, json_path)
+        if code != 0:
+            print(f"benchmarks.speed: pytest exited with {code}; no records written", file=sys.stderr)
+            return code
+        data = json.loads(json_path.read_text())
+    finally:
+        json_path.unlink(missing_ok=True)
+    run_id = f"bench-{rec.utc_now().replace(':', '').replace('+0000', 'Z')}-{uuid.uuid4().hex[:6]}"
+    out = records_from_json(data, run_id=run_id)
+    if not out:
+        print("benchmarks.speed: no benchmark ran; no records written", file=sys.stderr)
+        return 5
+    rec.append_records(args.records, out)
+    machine = data.get("machine_info", {})
+    print(f"\n{len(out)} records ({run_id}) appended to {args.records}")
+    print(f"machine: {machine.get('cpu', {}).get('brand_raw', '?')}, {os.cpu_count()} logical cores, "
+          f"python {machine.get('python_version', '?')}")
+    rows = summary_rows(data)
+    if rows:
+        print(tabulate(rows, headers="keys", floatfmt=".2f", missingval="-"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
