@@ -5,7 +5,8 @@ The step is ``hinet.train``'s: forward, multi-stage loss, backward, global-norm 
 crops, L1 loss, Adam lr 1e-3, betas (0.9, 0.999)). Batches are SYNTHETIC uniform noise.
 
 * ``eager``: the network as ``hinet.train`` builds it by default (NCHW, reference PartialNorm, fp32);
-* ``fast``: :func:`hinet.fast.fast_train_setup` (channels_last + fused PartialNorm), fp32 (target >= 1.2x);
+* ``fast``: :func:`hinet.fast.fast_train_setup` (channels_last, fused PartialNorm, in-place LeakyReLU), fp32
+  (target >= 1.2x);
 * ``fast-bf16``: the same under bfloat16 autocast (changes the numbers; what ``--precision bf16`` trains with).
 
 The metric ``patches_per_s`` (batch / step time) is the consumption rate that ``bench_data.py`` compares with.

@@ -1,20 +1,30 @@
 """Opt-in fast paths for inference and training steps. The defaults elsewhere never change.
 
-What each switch does (measured on a 2-core AMD EPYC CPU, torch 2.14, HINet width 32 at 256x256; the numbers
-are re-measured by ``nox -s bench``, see ``benchmarks/``):
+What each switch does, measured with ``torch.profiler`` and interleaved timing on a shared 2-core AMD EPYC
+(AVX512-BF16) with torch 2.14, HINet width 32 at 256x256 (eager fp32 ~280-320 ms; ``nox -s bench`` re-measures):
 
-* ``channels_last``: NHWC activations. oneDNN convolutions (nearly all of the run time) then skip their
-  NCHW <-> blocked reorders; the largest single gain in eager mode.
+* convolutions (oneDNN) are ~70% of the eager forward and ~80% of the fast one, so fp32 eager switches can
+  only remove the rest: together they give ~1.2-1.27x; ``compile`` ~1.4x; bfloat16 ~2.2-2.5x.
+* ``channels_last``: NHWC activations; oneDNN convolutions skip their NCHW <-> blocked reorders. The largest
+  eager gain (~1.17x alone).
 * ``fused_norm``: :class:`hinet.blocks.PartialNorm` with ``fused=True``: one scale/shift over all channels
-  instead of slice + instance norm + concatenate (no half-size copies). Worth little on its own with NCHW,
-  but with channels_last it avoids a slow strided instance norm on the channel slice.
-* ``torch.inference_mode`` instead of ``no_grad``: no version counters or views bookkeeping.
-* ``compile``: ``torch.compile`` (inductor). For inference with ``freezing`` (weights become constants,
-  convolution weights are pre-packed for oneDNN and pointwise ops are fused into the convolutions). Costs
-  tens of seconds of compilation per input shape on CPU (needs a C++ compiler), so it pays off only for
-  long runs on one shape.
-* ``dtype``: autocast to bfloat16 (CPU with AVX512-BF16/AMX, or CUDA) or float16 (CUDA only). Outputs are
-  returned as float32 either way. Not bit-equal: tests require >= 45 dB PSNR against the fp32 output.
+  instead of slice + instance norm + concatenate (no half-size copies). Nothing alone with NCHW; with
+  channels_last it avoids the reference path's layout copies.
+* ``inplace_act``: HINet's LeakyReLUs overwrite their input (no input of theirs is used again, and autograd
+  accepts it for a positive slope): one activation-sized buffer less each; ~2% in inference, more in
+  training, where fewer buffers are kept for backward.
+* ``torch.inference_mode`` in the runner (also what ``hinet.evaluate`` uses, so it is in the baseline too).
+* ``compile``: ``torch.compile`` (inductor); for inference with ``freezing`` (constant, pre-packed oneDNN
+  weights; pointwise ops fused into the convolutions). Compilation costs ~20 s per input shape on this CPU
+  with an empty cache (a C++ compiler is needed), so it pays off only for many images of one shape. For
+  training steps it gave nothing over the eager switches at proxy scale and is off by default.
+* ``dtype``: autocast to bfloat16 (CPU with AVX512-BF16/AMX, or CUDA) or float16 (CUDA only); outputs come
+  back as float32. Not bit-equal: tests require >= 45 dB PSNR against the fp32 output (~67 dB measured).
+* Not used: TorchScript freeze/``optimize_for_inference`` (no gain over eager), disabling oneDNN (>2x
+  slower), fused/foreach Adam and foreach clipping (within noise at ~110 parameter tensors), thread
+  changes (2 intra-op threads on 2 cores is already the default). Process-wide, glibc's allocator returns
+  large freed blocks to the OS (~12% of CPU time goes to page faults); ``MALLOC_MMAP_THRESHOLD_`` /
+  ``MALLOC_TRIM_THRESHOLD_`` (or jemalloc) remove that for every path alike, so it is left to the user.
 
 The fp32 switches give the same numbers as the eager model up to float rounding (tests: <= 1e-4 max abs).
 
@@ -41,6 +51,7 @@ __all__ = [
     "make_train_step",
     "optimize_for_inference",
     "set_fused_norm",
+    "set_inplace_activations",
 ]
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -59,6 +70,19 @@ def set_fused_norm(model: nn.Module, fused: bool = True) -> int:
     for module in model.modules():
         if isinstance(module, PartialNorm) and module.kind == "instance":
             module.fused = bool(fused)
+            count += 1
+    return count
+
+
+def set_inplace_activations(model: nn.Module, inplace: bool = True) -> int:
+    """Set ``inplace`` on every ``nn.LeakyReLU`` of ``model`` (in place); returns how many.
+
+    Safe for HINet, whose activations never take a tensor that is used again; not for arbitrary modules.
+    """
+    count = 0
+    for module in model.modules():
+        if isinstance(module, nn.LeakyReLU):
+            module.inplace = bool(inplace)
             count += 1
     return count
 
@@ -136,7 +160,7 @@ class InferenceRunner:
 
 
 def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fused_norm: bool = True,
-                           compile: bool = False, dtype: torch.dtype | str | None = None,
+                           inplace_act: bool = True, compile: bool = False, dtype: torch.dtype | str | None = None,
                            inplace: bool = False) -> InferenceRunner:
     """Wrap a HINet (or any module returning a list of NCHW tensors) for fast inference.
 
@@ -145,6 +169,7 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fuse
             eval mode, switched to fused norms and channels_last; the original is untouched).
         channels_last: run with NHWC memory format.
         fused_norm: switch every instance :class:`PartialNorm` to its fused form (same numbers up to rounding).
+        inplace_act: in-place LeakyReLUs (:func:`set_inplace_activations`; HINet-safe, exact).
         compile: ``torch.compile`` the model (inductor; on CPU with weight freezing). Compilation happens at
             the first call of each input shape. Raises :class:`FastPathUnavailableError` naming the option
             when no C++ compiler is found (CPU) or when inductor fails.
@@ -170,6 +195,8 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fuse
         p.requires_grad_(False)
     if fused_norm:
         set_fused_norm(net, True)
+    if inplace_act:
+        set_inplace_activations(net, True)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     fn: Callable = net
@@ -182,14 +209,18 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fuse
 
 # ------------------------------------------------------------------------------------------------- training
 def fast_train_setup(model: nn.Module, *, channels_last: bool = True, fused_norm: bool = True,
-                     compile: bool = False) -> nn.Module:
+                     inplace_act: bool = True, compile: bool = False) -> nn.Module:
     """Prepare ``model`` (in place: the optimiser must see its parameters) for fast training steps.
 
-    Returns the module to call in the step: ``model`` itself, or its ``torch.compile`` wrapper (sharing the
-    parameters). Feed it batches made channels_last when ``channels_last`` (see :func:`make_train_step`).
+    Switches as in :func:`optimize_for_inference` (fused norm, in-place activations, channels_last; all exact
+    up to float rounding, gradients included). Returns the module to call in the step: ``model`` itself, or
+    its ``torch.compile`` wrapper (sharing the parameters). Feed it batches made channels_last when
+    ``channels_last`` (see :func:`make_train_step`).
     """
     if fused_norm:
         set_fused_norm(model, True)
+    if inplace_act:
+        set_inplace_activations(model, True)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if compile:

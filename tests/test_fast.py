@@ -18,6 +18,7 @@ from hinet.fast import (
     make_train_step,
     optimize_for_inference,
     set_fused_norm,
+    set_inplace_activations,
 )
 from hinet.losses import MultiStageLoss, make_loss
 from hinet.metrics import psnr
@@ -80,11 +81,21 @@ def test_set_fused_norm_switches_instance_norms_only() -> None:
     assert set_fused_norm(batch) == 0
 
 
+def test_set_inplace_activations() -> None:
+    model = tiny_hinet()
+    acts = [m for m in model.modules() if isinstance(m, torch.nn.LeakyReLU)]
+    assert set_inplace_activations(model) == len(acts) > 0 and all(m.inplace for m in acts)
+
+
 # ------------------------------------------------------------------------------------------- inference
-@pytest.mark.parametrize("channels_last,fused_norm", [(False, False), (True, False), (False, True), (True, True)])
-def test_fp32_paths_match_eager(model_and_reference, channels_last: bool, fused_norm: bool) -> None:
+FP32_SWITCHES = [(False, False, False), (True, False, False), (False, True, False), (False, False, True),
+                 (True, True, True)]
+
+
+@pytest.mark.parametrize("channels_last,fused_norm,inplace_act", FP32_SWITCHES)
+def test_fp32_paths_match_eager(model_and_reference, channels_last: bool, fused_norm: bool, inplace_act: bool) -> None:
     model, x, ref = model_and_reference
-    runner = optimize_for_inference(model, channels_last=channels_last, fused_norm=fused_norm)
+    runner = optimize_for_inference(model, channels_last=channels_last, fused_norm=fused_norm, inplace_act=inplace_act)
     out = runner(x)
     assert [o.dtype for o in out] == [torch.float32] * 2
     assert all(o.is_contiguous() for o in out)
@@ -95,6 +106,7 @@ def test_runner_leaves_the_model_alone_unless_inplace(model_and_reference) -> No
     model, x, _ = model_and_reference
     optimize_for_inference(model)(x)
     assert not any(m.fused for m in model.modules() if isinstance(m, PartialNorm))
+    assert not any(m.inplace for m in model.modules() if isinstance(m, torch.nn.LeakyReLU))
     assert all(p.requires_grad for p in model.parameters())
     conv = model.stages[0].intro.weight
     assert conv.is_contiguous()
