@@ -430,10 +430,12 @@ def speed_report(records: pd.DataFrame, tables: Path, figures: Path) -> list[Pat
     summary.insert(0, "input", np.where(summary.pop("synthetic"), "synthetic tensors", "real data"))
     out = write_table(summary, tables, "speed", "Speed", "Mean, std, 95% t-interval half-width and count of each "
                       "speed metric over repeated measurements; timings do not depend on image content.")
-    g = sns.catplot(data=records, x="variant", y="value", hue="device", col="metric", row="dataset", kind="bar",
-                    errorbar=_CI, sharey=False, height=3.2, aspect=1.3)
-    g.set_xticklabels(rotation=30, ha="right")
-    g.set_titles("{row_name} | {col_name}")
+    data = records.assign(panel=records["dataset"] + " | " + records["metric"])
+    g = sns.catplot(data=data, x="variant", y="value", hue="device", col="panel", col_wrap=3, kind="bar",
+                    errorbar=_CI, sharex=False, sharey=False, height=3.2, aspect=1.6)
+    for ax in g.axes.flat:
+        ax.tick_params(axis="x", labelrotation=35, labelsize=7)
+    g.set_titles("{col_name}")
     g.figure.suptitle("Speed (mean and 95% t-interval over repeats)", y=1.03)
     return [*out, _save(g.figure, figures / "speed.png")]
 

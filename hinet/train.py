@@ -60,18 +60,25 @@ class RunSpec:
     variant: str = "custom"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only for fp16)
     channels_last: bool = False
+    fused_norm: bool = False  # hinet.fast: one scale/shift instead of slice + norm + concat (same numbers)
+    inplace_act: bool = False  # hinet.fast: LeakyReLUs overwrite their input (same numbers, less memory)
 
     def to_dict(self) -> dict:
-        return {"recipe": self.recipe.to_dict(), "model": self.model.to_dict(), "seed": self.seed,
-                "data": self.data, "family": self.family, "variant": self.variant,
-                "precision": self.precision, "channels_last": self.channels_last}
+        out = {"recipe": self.recipe.to_dict(), "model": self.model.to_dict(), "seed": self.seed,
+               "data": self.data, "family": self.family, "variant": self.variant,
+               "precision": self.precision, "channels_last": self.channels_last}
+        for key in ("fused_norm", "inplace_act"):  # only when on, so that existing run hashes stay valid
+            if getattr(self, key):
+                out[key] = True
+        return out
 
     @classmethod
     def from_dict(cls, d: dict) -> RunSpec:
         r = dict(d["recipe"])
         r["betas"] = tuple(r["betas"])
         return cls(Recipe(**r), HINetConfig.from_dict(d["model"]), d["seed"], d["data"], d["family"],
-                   d["variant"], d["precision"], d["channels_last"])
+                   d["variant"], d["precision"], d["channels_last"], d.get("fused_norm", False),
+                   d.get("inplace_act", False))
 
     @property
     def synthetic(self) -> bool:
@@ -235,6 +242,11 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
     model = HINet(spec.model).to(dev)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if spec.fused_norm or spec.inplace_act:
+        from .fast import set_fused_norm, set_inplace_activations
+
+        set_fused_norm(model, spec.fused_norm)
+        set_inplace_activations(model, spec.inplace_act)
     opt = torch.optim.Adam(model.parameters(), lr=r.lr, betas=r.betas, weight_decay=r.weight_decay)
     start = 0
     ckpt_path = run_dir / "checkpoints" / "last.pth"
@@ -420,6 +432,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--ckpt-every", type=int, default=None, help="checkpoint period (default: validation period)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--fused-norm", action="store_true", help="fused half instance norm (same numbers, faster)")
+    p.add_argument("--inplace-act", action="store_true", help="in-place LeakyReLU (same numbers, less memory)")
     p.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a recipe field (JSON value), e.g. --recipe-set crop=48; repeatable")
     p.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
@@ -445,7 +459,7 @@ def main(argv: list[str] | None = None) -> dict:
     net = r.network(cfg)
     net = replace(net, **_overrides(a.model_set, HINetConfig, "--model-set"))
     spec = RunSpec(r, net, r.seed if a.seed is None else a.seed, a.data, fam, var, a.precision,
-                   a.channels_last)
+                   a.channels_last, a.fused_norm, a.inplace_act)
     try:
         metrics = train(spec, a.run_dir, resume=a.resume, device=a.device, workers=a.workers,
                         micro_batch=a.micro_batch, ckpt_every=a.ckpt_every, records_path=a.records,

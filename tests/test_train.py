@@ -110,3 +110,10 @@ def test_gradient_accumulation_keeps_the_global_batch(tmp_path):
     out = run(train_cmd(tmp_path / "accum", *iters, "--micro-batch", "2"))
     assert "2 accumulation step(s)" in out.stdout
     assert losses(tmp_path / "accum") == pytest.approx(losses(tmp_path / "full"), rel=1e-4)
+
+
+def test_fast_switches_keep_the_loss_curve(tmp_path):
+    iters = ["--iters", "4"]
+    run(train_cmd(tmp_path / "eager", *iters))
+    run(train_cmd(tmp_path / "fast", *iters, "--fused-norm", "--inplace-act", "--channels-last"))
+    assert losses(tmp_path / "fast") == pytest.approx(losses(tmp_path / "eager"), rel=1e-4)

@@ -66,10 +66,13 @@ def crop_positions(length: int, size: int, stride: int, thresh_size: int = 0) ->
 _WORKER: dict[str, object] = {}
 
 
-def _init_worker(pairs: Dataset, out_dir: Path, size: int, stride: int, thresh_size: int) -> None:
-    # As torch's DataLoader workers do: one intra-op thread per process. Forked children must not enter the
-    # OpenMP pool the parent already used (GNU OpenMP is not fork-safe: the child hangs on a futex).
-    torch.set_num_threads(1)
+def _init_worker(pairs: Dataset, out_dir: Path, size: int, stride: int, thresh_size: int,
+                 single_thread: bool = True) -> None:
+    # As torch's DataLoader workers do: one intra-op thread per worker process. Forked children must not enter
+    # the OpenMP pool the parent already used (GNU OpenMP is not fork-safe: the child hangs on a futex).
+    # In-process (workers=0) the caller's thread setting is left alone.
+    if single_thread:
+        torch.set_num_threads(1)
     _WORKER.update(pairs=pairs, out_dir=out_dir, size=size, stride=stride, thresh_size=thresh_size)
 
 
@@ -146,7 +149,7 @@ def prepare_crops(
     try:
         with tqdm(total=n_items, unit="image", desc=f"crops {size}px/{stride}") as bar:
             if workers <= 0:
-                _init_worker(*initargs)
+                _init_worker(*initargs, single_thread=False)
                 for i in range(n_items):
                     total += _crop_item(i)
                     bar.update(1)
