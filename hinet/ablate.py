@@ -45,7 +45,7 @@ class Run:
 
 def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, records: Path, *,
          data: str | None = None, device: str = "cpu", iters: int | None = None,
-         variants: list[str] | None = None, loader_workers: int = 0) -> list[Run]:
+         variants: list[str] | None = None, loader_workers: int = 0, train_crops: str | None = None) -> list[Run]:
     """The grid as a list of runs (variant-major, then seed)."""
     names = list(family(fam).VARIANTS)
     if variants:
@@ -64,6 +64,8 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
                    "--workers", str(loader_workers), "--no-progress"]
             if data is not None:
                 cmd += ["--data", data]
+            if train_crops is not None:
+                cmd += ["--train-crops", train_crops]
             if iters is not None:
                 cmd += ["--iters", str(iters)]
             out.append(Run(run_id, runs_dir / run_id, cmd))
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default=None, choices=sorted(DATASET_TASK),
                    help="default: the family's task (components -> sidd)")
     p.add_argument("--data", default=None, help="dataset directory; absent: the synthetic counterpart")
+    p.add_argument("--train-crops", default=None, help="crops folder from `python -m hinet.data.prepare`")
     p.add_argument("--recipe", default="proxy", choices=["proxy", "paper"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=None, help="subset of the family's variants")
@@ -167,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = a.dataset or TASK_DATASET[family(a.family).TASK]
     records = Path(a.records or f"results/records/{a.family}.jsonl")
     runs = plan(a.family, dataset, a.recipe, a.seeds, Path(a.runs_dir), records, data=a.data, device=a.device,
-                iters=a.iters, variants=a.variants, loader_workers=a.loader_workers)
+                iters=a.iters, variants=a.variants, loader_workers=a.loader_workers, train_crops=a.train_crops)
     pending = [r for r in runs if r.status() != "done"]
     print(f"[ablate] {a.family} on {dataset} ({'synthetic' if a.data is None else a.data}), {a.recipe} recipe: "
           f"{len(runs)} runs, {len(runs) - len(pending)} already done", flush=True)

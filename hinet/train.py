@@ -60,6 +60,7 @@ class RunSpec:
     variant: str = "custom"
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only for fp16)
     channels_last: bool = False
+    train_crops: str | None = None  # folder written by `python -m hinet.data.prepare` (input_crops/gt_crops)
     fused_norm: bool = False  # hinet.fast: one scale/shift instead of slice + norm + concat (same numbers)
     inplace_act: bool = False  # hinet.fast: LeakyReLUs overwrite their input (same numbers, less memory)
 
@@ -67,9 +68,9 @@ class RunSpec:
         out = {"recipe": self.recipe.to_dict(), "model": self.model.to_dict(), "seed": self.seed,
                "data": self.data, "family": self.family, "variant": self.variant,
                "precision": self.precision, "channels_last": self.channels_last}
-        for key in ("fused_norm", "inplace_act"):  # only when on, so that existing run hashes stay valid
+        for key in ("train_crops", "fused_norm", "inplace_act"):  # only when set: existing run hashes stay valid
             if getattr(self, key):
-                out[key] = True
+                out[key] = getattr(self, key)
         return out
 
     @classmethod
@@ -77,8 +78,8 @@ class RunSpec:
         r = dict(d["recipe"])
         r["betas"] = tuple(r["betas"])
         return cls(Recipe(**r), HINetConfig.from_dict(d["model"]), d["seed"], d["data"], d["family"],
-                   d["variant"], d["precision"], d["channels_last"], d.get("fused_norm", False),
-                   d.get("inplace_act", False))
+                   d["variant"], d["precision"], d["channels_last"], d.get("train_crops"),
+                   d.get("fused_norm", False), d.get("inplace_act", False))
 
     @property
     def synthetic(self) -> bool:
@@ -92,17 +93,17 @@ def training_pairs(spec: RunSpec) -> Dataset:
     from .data.synthetic import SyntheticPairs
 
     task = spec.recipe.task
+    if spec.train_crops is not None:  # the official recipes train on offline 512² crops
+        from .data.prepare import PreparedCrops
+
+        return PreparedCrops(spec.train_crops)
     if spec.data is None:
         return SyntheticPairs(task, "train", size=max(128, spec.recipe.crop), seed=spec.seed)
     from .data.gopro import GoPro
-    from .data.prepare import PreparedCrops
     from .data.rain13k import Rain13k
     from .data.sidd import SIDDMedium
 
-    if task == "denoise":  # prefer the official offline 512² crops when prepared
-        crops = Path(spec.data) / "train"
-        if (crops / "input_crops").is_dir():
-            return PreparedCrops(crops)
+    if task == "denoise":
         return SIDDMedium(loc.locate(spec.data, "sidd-medium"))
     if task == "deblur":
         return GoPro(loc.locate(spec.data, "gopro"), "train")
@@ -423,6 +424,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--variant", default=None, help="variant name inside --family")
     p.add_argument("--seed", type=int, default=None, help="default: the recipe's official seed")
     p.add_argument("--data", default=None, help="dataset directory (default: the synthetic counterpart)")
+    p.add_argument("--train-crops", default=None,
+                   help="train on crops prepared by `python -m hinet.data.prepare` (as the official recipes did)")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
@@ -459,7 +462,7 @@ def main(argv: list[str] | None = None) -> dict:
     net = r.network(cfg)
     net = replace(net, **_overrides(a.model_set, HINetConfig, "--model-set"))
     spec = RunSpec(r, net, r.seed if a.seed is None else a.seed, a.data, fam, var, a.precision,
-                   a.channels_last, a.fused_norm, a.inplace_act)
+                   a.channels_last, a.train_crops, a.fused_norm, a.inplace_act)
     try:
         metrics = train(spec, a.run_dir, resume=a.resume, device=a.device, workers=a.workers,
                         micro_batch=a.micro_batch, ckpt_every=a.ckpt_every, records_path=a.records,

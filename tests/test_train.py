@@ -117,3 +117,14 @@ def test_fast_switches_keep_the_loss_curve(tmp_path):
     run(train_cmd(tmp_path / "eager", *iters))
     run(train_cmd(tmp_path / "fast", *iters, "--fused-norm", "--inplace-act", "--channels-last"))
     assert losses(tmp_path / "fast") == pytest.approx(losses(tmp_path / "eager"), rel=1e-4)
+
+
+def test_training_on_prepared_crops(tmp_path):
+    from hinet.data.prepare import prepare_crops
+    from hinet.data.synthetic import SyntheticPairs
+
+    pairs = SyntheticPairs("denoise", "train", size=96, count=2, seed=0)
+    assert prepare_crops(pairs, tmp_path / "crops", size=64, stride=32, workers=0) == 8  # 2 x 2 per image
+    run(train_cmd(tmp_path / "r", "--iters", "2", "--train-crops", str(tmp_path / "crops")))
+    spec = json.loads((tmp_path / "r" / "config.json").read_text())["spec"]
+    assert spec["train_crops"] == str(tmp_path / "crops")
