@@ -430,13 +430,18 @@ def speed_report(records: pd.DataFrame, tables: Path, figures: Path) -> list[Pat
     summary.insert(0, "input", np.where(summary.pop("synthetic"), "synthetic tensors", "real data"))
     out = write_table(summary, tables, "speed", "Speed", "Mean, std, 95% t-interval half-width and count of each "
                       "speed metric over repeated measurements; timings do not depend on image content.")
-    data = records.assign(panel=records["dataset"] + " | " + records["metric"])
-    g = sns.catplot(data=data, x="variant", y="value", hue="device", col="panel", col_wrap=3, kind="bar",
-                    errorbar=_CI, sharex=False, sharey=False, height=3.2, aspect=1.6)
+    # The figure shows the headline metrics (speed-up ratios, peak memory) as horizontal bars, one panel
+    # each; every other metric stays in the table.
+    shown = [m for m in ("ratio", "peak_mb") if m in set(records["metric"])] or sorted(set(records["metric"]))
+    data = records[records["metric"].isin(shown)]
+    data = data.assign(panel=data["dataset"] + " | " + data["metric"])
+    rows = data["variant"].nunique()
+    g = sns.catplot(data=data, y="variant", x="value", hue="device", col="panel", kind="bar", orient="h",
+                    errorbar=_CI, sharex=False, sharey=False, height=max(3.0, 0.35 * rows), aspect=1.4)
     for ax in g.axes.flat:
-        ax.tick_params(axis="x", labelrotation=35, labelsize=7)
+        ax.tick_params(axis="y", labelsize=7)
     g.set_titles("{col_name}")
-    g.figure.suptitle("Speed (mean and 95% t-interval over repeats)", y=1.03)
+    g.figure.suptitle("Speed: ratios (baseline time / fast time) and peak memory (MB), 95% t-intervals", y=1.03)
     return [*out, _save(g.figure, figures / "speed.png")]
 
 
