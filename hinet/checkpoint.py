@@ -20,32 +20,18 @@ from .config import HINetConfig, preset
 
 FORMAT = "hinet-suite/1"
 
-# official prefix -> ours; the official network has exactly two stages joined by SAM (sam12/cat12).
-_OFFICIAL_TO_OURS = [
-    (r"^down_path_([12])\.", lambda m: f"stages.{int(m[1]) - 1}.encoder."),
-    (r"^up_path_([12])\.", lambda m: f"stages.{int(m[1]) - 1}.decoder."),
-    (r"^skip_conv_([12])\.", lambda m: f"stages.{int(m[1]) - 1}.skips."),
-    (r"^conv_0([12])\.", lambda m: f"stages.{int(m[1]) - 1}.intro."),
-    (r"^sam12\.", lambda m: "sams.0."),
-    (r"^cat12\.", lambda m: "fuses.0."),
-    (r"^last\.", lambda m: "head."),
-]
-_OURS_TO_OFFICIAL = [
-    (r"^stages\.([01])\.encoder\.", lambda m: f"down_path_{int(m[1]) + 1}."),
-    (r"^stages\.([01])\.decoder\.", lambda m: f"up_path_{int(m[1]) + 1}."),
-    (r"^stages\.([01])\.skips\.", lambda m: f"skip_conv_{int(m[1]) + 1}."),
-    (r"^stages\.([01])\.intro\.", lambda m: f"conv_0{int(m[1]) + 1}."),
-    (r"^sams\.0\.", lambda m: "sam12."),
-    (r"^fuses\.0\.", lambda m: "cat12."),
-    (r"^head\.", lambda m: "last."),
-]
+# (official prefix, our prefix); the official network has exactly two stages joined by SAM (sam12/cat12).
+_PREFIXES = [pair for k in (1, 2) for pair in (
+    (f"down_path_{k}.", f"stages.{k - 1}.encoder."), (f"up_path_{k}.", f"stages.{k - 1}.decoder."),
+    (f"skip_conv_{k}.", f"stages.{k - 1}.skips."), (f"conv_0{k}.", f"stages.{k - 1}.intro."))]
+_PREFIXES += [("sam12.", "sams.0."), ("cat12.", "fuses.0."), ("last.", "head.")]
 
 
-def _rename(key: str, table) -> str | None:
-    for pattern, repl in table:
-        new, n = re.subn(pattern, repl, key)
-        if n:
-            return new
+def _rename(key: str, pairs: list[tuple[str, str]]) -> str | None:
+    """Replace the key's prefix by its counterpart, or None when no prefix of the table matches."""
+    for old, new in pairs:
+        if key.startswith(old):
+            return new + key[len(old):]
     return None
 
 
@@ -53,7 +39,7 @@ def from_official(state: dict[str, torch.Tensor], source: str = "state_dict") ->
     """Rename an official state_dict's keys to ours; unknown keys raise naming the key and ``source``."""
     out = {}
     for key, value in state.items():
-        new = _rename(key, _OFFICIAL_TO_OURS)
+        new = _rename(key, _PREFIXES)
         if new is None:
             raise ValueError(f"{source}: key {key!r} is not part of the official HINet network")
         out[new] = value
@@ -64,7 +50,7 @@ def to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename our state_dict to the official names (only for networks the official code can build)."""
     out = {}
     for key, value in state.items():
-        new = _rename(key, _OURS_TO_OFFICIAL)
+        new = _rename(key, [(ours, official) for official, ours in _PREFIXES])
         if new is None or ".extra." in key:
             raise ValueError(f"parameter {key!r} has no counterpart in the official HINet network")
         out[new] = value
