@@ -372,11 +372,11 @@ def tune_figures(study: optuna.Study, out_dir: str | Path) -> list[Path]:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             ax = plot(study)
         fig = ax.figure
-        fig.suptitle(f"Optuna study {study.study_name} (proxy scale; {what})", fontsize=9)
+        fig.suptitle(f"Optuna study {study.study_name}\n(proxy scale; {what})", fontsize=9)
         fig.tight_layout()
         path = out_dir / "figures" / f"{stem}_{name}.png"
         with _replacing(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
+            fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
         plt.close(fig)
         written.append(path)
     return written
