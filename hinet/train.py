@@ -34,7 +34,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from . import records as rec
 from .arch import HINet, count_parameters
 from .checkpoint import atomic_save, save
-from .config import HINetConfig, preset
+from .config import HINetConfig, preset, scaled
+from .data.io import DatasetError, DatasetNotFoundError
 from .evaluate import DEFAULT_PROTOCOLS, evaluate, protocol
 from .losses import MultiStageLoss, make_loss
 from .recipes import Recipe, lr_at, recipe
@@ -89,7 +90,7 @@ class RunSpec:
 # ----------------------------------------------------------------------------------------------- data
 def training_pairs(spec: RunSpec) -> Dataset:
     """The paired training set of the recipe's task: real files under ``spec.data`` or synthetic."""
-    from .data import locate as loc
+    from .data.locate import locate
     from .data.synthetic import SyntheticPairs
 
     task = spec.recipe.task
@@ -104,10 +105,10 @@ def training_pairs(spec: RunSpec) -> Dataset:
     from .data.sidd import SIDDMedium
 
     if task == "denoise":
-        return SIDDMedium(loc.locate(spec.data, "sidd-medium"))
+        return SIDDMedium(locate(spec.data, "sidd-medium"))
     if task == "deblur":
-        return GoPro(loc.locate(spec.data, "gopro"), "train")
-    return Rain13k(loc.locate(spec.data, "rain13k"), "train")
+        return GoPro(locate(spec.data, "gopro"), "train")
+    return Rain13k(locate(spec.data, "rain13k"), "train")
 
 
 def validation_sets(spec: RunSpec) -> dict[str, Dataset]:
@@ -458,16 +459,24 @@ def main(argv: list[str] | None = None) -> dict:
         cfg, fam, var = variants[a.variant], a.family, a.variant
     else:
         cfg, fam, var = preset(a.preset or r.preset), "adhoc", a.preset or r.preset
-    r = replace(r, **_overrides(a.recipe_set, Recipe, "--recipe-set"))
+    try:
+        r = replace(r, **_overrides(a.recipe_set, Recipe, "--recipe-set"))
+    except (TypeError, ValueError) as err:
+        raise SystemExit(f"hinet.train: --recipe-set: {err}") from None
     net = r.network(cfg)
-    net = replace(net, **_overrides(a.model_set, HINetConfig, "--model-set"))
+    model_set = _overrides(a.model_set, HINetConfig, "--model-set")
+    try:  # width/depth go through scaled() so that a partial HIN range follows the depth
+        net = scaled(net, width=model_set.pop("width", net.width), depth=model_set.pop("depth", net.depth))
+        net = replace(net, **model_set)
+    except ValueError as err:
+        raise SystemExit(f"hinet.train: --model-set: {err}") from None
     spec = RunSpec(r, net, r.seed if a.seed is None else a.seed, a.data, fam, var, a.precision,
                    a.channels_last, a.train_crops, a.fused_norm, a.inplace_act)
     try:
         metrics = train(spec, a.run_dir, resume=a.resume, device=a.device, workers=a.workers,
                         micro_batch=a.micro_batch, ckpt_every=a.ckpt_every, records_path=a.records,
                         progress=not a.no_progress)
-    except (RunConflictError, NonFiniteLossError) as err:
+    except (RunConflictError, NonFiniteLossError, DatasetError, DatasetNotFoundError) as err:
         raise SystemExit(f"hinet.train: {err}") from None
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(metrics, indent=2))

@@ -128,3 +128,75 @@ def test_training_on_prepared_crops(tmp_path):
     run(train_cmd(tmp_path / "r", "--iters", "2", "--train-crops", str(tmp_path / "crops")))
     spec = json.loads((tmp_path / "r" / "config.json").read_text())["spec"]
     assert spec["train_crops"] == str(tmp_path / "crops")
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path):
+    out = run(train_cmd(tmp_path / "r", "--iters", "2", "--data", str(tmp_path / "nowhere")), check=False)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert "SIDD" in out.stderr and "abdokamel.github.io/sidd" in out.stderr
+
+
+def _write_pairs(folder: Path, names: list[str], size: tuple[int, int], seed: int) -> None:
+    """Tiny PNG pairs in the flat input/target layout of the published datasets."""
+    from hinet.data.io import write_image
+
+    g = torch.Generator().manual_seed(seed)
+    for sub in ("input", "target"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        clean = torch.rand(3, *size, generator=g)
+        write_image(folder / "target" / f"{name}.png", clean)
+        write_image(folder / "input" / f"{name}.png", (clean + 0.1 * torch.randn(3, *size, generator=g)).clamp(0, 1))
+
+
+def _write_sidd(root: Path) -> None:
+    import numpy as np
+    from scipy.io import savemat
+
+    from hinet.data.io import write_image
+
+    g = torch.Generator().manual_seed(0)
+    for scene in ("0001_001_S6_00100_00060_3200_L", "0002_001_S6_00100_00020_3200_N"):
+        (root / "Data" / scene).mkdir(parents=True)
+        clean = torch.rand(3, 80, 96, generator=g)
+        write_image(root / "Data" / scene / f"{scene[:4]}_GT_SRGB_010.PNG", clean)
+        write_image(root / "Data" / scene / f"{scene[:4]}_NOISY_SRGB_010.PNG",
+                    (clean + 0.05 * torch.randn(3, 80, 96, generator=g)).clamp(0, 1))
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 256, (1, 2, 256, 256, 3), dtype=np.uint8)
+    noisy = np.clip(gt.astype(int) + rng.integers(-10, 11, gt.shape), 0, 255).astype(np.uint8)
+    savemat(root / "ValidationGtBlocksSrgb.mat", {"ValidationGtBlocksSrgb": gt})
+    savemat(root / "ValidationNoisyBlocksSrgb.mat", {"ValidationNoisyBlocksSrgb": noisy})
+
+
+@pytest.mark.parametrize("recipe", ["sidd-proxy", "gopro-proxy", "rain13k-proxy"])
+def test_trains_on_each_real_layout(tmp_path, recipe):
+    from hinet.data.rain13k import RAIN13K_TEST_SETS
+
+    data = tmp_path / "datasets"
+    if recipe == "sidd-proxy":
+        _write_sidd(data / "SIDD")
+    elif recipe == "gopro-proxy":
+        _write_pairs(data / "GoPro" / "train", ["a", "b"], (48, 64), 1)
+        _write_pairs(data / "GoPro" / "test", ["c"], (48, 64), 2)
+    else:
+        _write_pairs(data / "Rain13k" / "train", ["a", "b"], (48, 64), 1)
+        for k, name in enumerate(RAIN13K_TEST_SETS):
+            _write_pairs(data / "Rain13k" / "test" / name, ["x"], (40, 56), 10 + k)
+    cmd = train_cmd(tmp_path / "r", "--iters", "2", "--data", str(data))
+    cmd[cmd.index("sidd-proxy")] = recipe
+    out = run(cmd)
+    metrics = json.loads(out.stdout[out.stdout.index("{"):])
+    expected = {"sidd-proxy": ["SIDD"], "gopro-proxy": ["GoPro"], "rain13k-proxy": list(RAIN13K_TEST_SETS)}[recipe]
+    assert sorted({key.split("/")[0] for key in metrics}) == sorted(expected)
+    records = (tmp_path / "r" / "records.jsonl").read_text()
+    assert '"synthetic":false' in records.replace(" ", "") and '"recipe":"proxy"' in records.replace(" ", "")
+
+
+def test_invalid_overrides_are_clear_errors(tmp_path):
+    bad = run(train_cmd(tmp_path / "r", "--model-set", "width=5"), check=False)
+    assert bad.returncode != 0 and "HINetConfig.width=5" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run(train_cmd(tmp_path / "r", "--recipe-set", "augment=rotate"), check=False)
+    assert bad.returncode != 0 and "Recipe.augment=" in bad.stderr and "Traceback" not in bad.stderr
+    bad = run(train_cmd(tmp_path / "r", "--recipe-set", "wf=64"), check=False)
+    assert bad.returncode != 0 and "FIELD one of" in bad.stderr
