@@ -150,6 +150,8 @@ def build_parser(bench: Benchmark) -> argparse.ArgumentParser:
                                        "'ensemble(a+b)', or 'degraded input')")
     parser.add_argument("--protocol", action="append", choices=names, metavar="NAME",
                         help=f"scoring protocol, repeatable; one of {names} (default: {default})")
+    parser.add_argument("--lpips", action="store_true",
+                        help="also report LPIPS (AlexNet; weights from `python -m hinet.perceptual --setup`)")
     parser.add_argument("--exact-ssim", action="store_true",
                         help="RGB 3-D SSIM with the official float32 arithmetic (slow; default: fast, <=1.5e-4 off)")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral transforms (needs --weights)")
@@ -242,7 +244,7 @@ def slug(text: str) -> str:
 
 def evaluate_protocols(method: Method, datasets: dict[str, Dataset], protocols: Sequence[Protocol], *,
                        tta: bool, limit: int | None, device: torch.device, batch_size: int, workers: int,
-                       progress: bool, save_dir: Path | None) -> list[SetResult]:
+                       progress: bool, save_dir: Path | None, perceptual: bool = False) -> list[SetResult]:
     """:func:`hinet.evaluate.evaluate` once per inference mode; results ordered by (set, protocol) as given.
 
     With several inference modes the saved prediction folders are ``<method>__tiled256`` /
@@ -261,7 +263,7 @@ def evaluate_protocols(method: Method, datasets: dict[str, Dataset], protocols: 
                 ds.load()  # SIDD: load the .mat arrays once before the workers fork
         results += evaluate(method.models, datasets, group, tta=tta, limit=limit, device=device,
                             batch_size=batch_size, progress=progress, save_dir=save_dir, label=label,
-                            workers=workers)
+                            workers=workers, perceptual=perceptual)
     set_order = {name: i for i, name in enumerate(datasets)}
     proto_order = {p.name: i for i, p in enumerate(protocols)}
     return sorted(results, key=lambda r: (set_order[r.dataset], proto_order[r.protocol]))
@@ -321,13 +323,16 @@ def format_table(rows: Sequence[Row], refs: Mapping[str, Sequence[Reference]] | 
     data, with ``diff = ours - published``."""
     from tabulate import tabulate
 
+    with_lpips = any("lpips" in r.metrics for r in rows)
     headers = ["synthetic test set" if synthetic else "test set", "protocol", "images", "PSNR", "SSIM"]
+    headers += ["LPIPS"] if with_lpips else []
     if refs is not None:
         headers += ["published", "pub. PSNR", "PSNR diff", "pub. SSIM", "SSIM diff"]
     lines = []
     for r in rows:
         ours = [r.dataset, r.protocol, str(r.count) if r.count == r.total else f"{r.count} of {r.total}",
                 _fmt(r.metrics.get("psnr"), ".2f"), _fmt(r.metrics.get("ssim"), ".4f")]
+        ours += [_fmt(r.metrics.get("lpips"), ".4f")] if with_lpips else []
         if refs is None:
             lines.append(ours)
             continue
@@ -457,7 +462,7 @@ def run(bench: Benchmark, args: argparse.Namespace) -> int:
     protocols = selected_protocols(bench, args.protocol, args.exact_ssim)
     results = evaluate_protocols(method, datasets, protocols, tta=args.tta, limit=args.limit, device=args.device,
                                  batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress,
-                                 save_dir=args.save_images)
+                                 save_dir=args.save_images, perceptual=args.lpips)
     rows = to_rows(results, datasets)
     if bench.average is not None:
         rows += average_rows(rows, bench.average)

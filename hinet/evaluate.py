@@ -206,12 +206,13 @@ def _safe(name: str) -> str:
 def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], protocols: Iterable[Protocol], *,
              tta: bool = False, limit: int | None = None, device: str | torch.device = "cpu",
              batch_size: int = 1, progress: bool = True, save_dir: str | Path | None = None,
-             label: str = "output", workers: int = 0) -> list[SetResult]:
+             label: str = "output", workers: int = 0, perceptual: bool = False) -> list[SetResult]:
     """Run every dataset through the model(s) once and score it under each protocol.
 
     All protocols must share one inference mode (tiled or not). ``limit`` takes the first N images of
     each set. ``save_dir`` writes ``<save_dir>/{input,target,<label>}/<set>__<name>.png`` (clamped,
-    8-bit) for side-by-side viewing.
+    8-bit) for side-by-side viewing. ``perceptual`` adds LPIPS (AlexNet, ``hinet.perceptual``) of the
+    clamped prediction to every protocol's metrics (lower is better).
     """
     from tqdm import tqdm
 
@@ -220,6 +221,11 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
     if len({p.inference for p in protocols}) != 1:
         raise ValueError(f"protocols {[p.name for p in protocols]} use different inference modes; evaluate apart")
     tiled, tile = protocols[0].inference
+    lpips_net = None
+    if perceptual:
+        from .perceptual import lpips_distance, lpips_model
+
+        lpips_net = lpips_model(device)
     for m in models:
         if isinstance(m, torch.nn.Module):
             m.eval().to(device)
@@ -244,6 +250,10 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
                     for p in protocols:
                         for key, values in score(pred, clean, p).items():
                             per[p.name].setdefault(key, []).extend(values.double().cpu().tolist())
+                    if lpips_net is not None:
+                        distances = lpips_distance(pred.clamp(0, 1), clean, lpips_net).double().cpu().tolist()
+                        for p in protocols:
+                            per[p.name].setdefault("lpips", []).extend(distances)
                     names.extend(n for _, _, n in group)
                     if save_dir is not None:
                         for (d, c, n), y in zip(group, pred.cpu()):

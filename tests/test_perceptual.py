@@ -206,3 +206,26 @@ def test_lpips_rejects_bad_input(model):
         lpips_distance(torch.rand(1, 1, 32, 32), torch.rand(1, 1, 32, 32), model)
     with pytest.raises(ValueError, match="shapes differ"):
         lpips_distance(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 30), model)
+
+
+def test_evaluate_reports_lpips_for_every_protocol(alexnet_weights):
+    from hinet.evaluate import PROTOCOLS, evaluate
+
+    class Pairs(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            clean = torch.rand(3, 32, 40, generator=torch.Generator().manual_seed(i))
+            return (clean + 0.1 * torch.randn(clean.shape, generator=torch.Generator().manual_seed(9))).clamp(0, 1), \
+                clean, f"img{i}"
+
+    def identity(x):
+        return [x]
+
+    protos = [PROTOCOLS["denoise"]["official"], PROTOCOLS["denoise"]["clamped"]]
+    results = evaluate(identity, {"toy": Pairs()}, protos, progress=False, perceptual=True)
+    expected = [float(lpips_distance(Pairs()[i][0][None], Pairs()[i][1][None])[0]) for i in range(2)]
+    for res in results:
+        assert res.per_image["lpips"] == pytest.approx(expected, abs=1e-6)
+        assert res.metrics["lpips"] > 0
