@@ -160,7 +160,10 @@ def build_parser(bench: Benchmark) -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (default 0)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write a JSON summary")
-    parser.add_argument("--records", type=Path, metavar="FILE", help="append tidy records (JSONL)")
+    parser.add_argument("--records", type=Path, metavar="FILE", default=Path("results/records/benchmark.jsonl"),
+                        help="append tidy records (JSONL) here (default: results/records/benchmark.jsonl)")
+    parser.add_argument("--no-records", dest="records", action="store_const", const=None,
+                        help="write no records")
     parser.add_argument("--save-images", type=Path, metavar="DIR",
                         help="write input/, target/ and <method>/ PNGs (clamped, 8-bit) for side-by-side viewing")
     parser.add_argument("--synthetic-size", type=int, help="side of the synthetic images (default 128; "

@@ -89,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.weights or args.data is None:
         parser.error("--submission needs --weights (the model) and --data (holding BenchmarkNoisyBlocksSrgb.mat)")
     unused = [opt for opt, v in (("--protocol", args.protocol), ("--limit", args.limit), ("--json", args.json),
-                                 ("--records", args.records), ("--save-images", args.save_images)) if v]
+                                 ("--records", args.records != parser.get_default("records") and args.records),
+                                 ("--save-images", args.save_images)) if v]
     if unused:
         parser.error(f"{', '.join(unused)} do not apply to --submission (it denoises every benchmark block; "
                      "the benchmark has no public ground truth)")

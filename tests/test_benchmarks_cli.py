@@ -84,6 +84,13 @@ def ckpts(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _records_go_to_tmp(tmp_path, monkeypatch):
+    """Every benchmark command appends records to results/records/ under the working directory by default:
+    run the tests from a temporary one so that they never touch the repository's results."""
+    monkeypatch.chdir(tmp_path)
+
+
 def _run(module, argv: list[str], capsys) -> tuple[int, str, str]:
     code = module.main([*argv, "--no-progress"])
     captured = capsys.readouterr()
@@ -128,7 +135,7 @@ def test_module_entry_point_runs_as_a_subprocess(tmp_path) -> None:
     js = tmp_path / "g.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.gopro", "--synthetic-size", "32", "--synthetic-count", "1",
-         "--no-progress", "--json", str(js)], cwd=REPO, capture_output=True, text=True, timeout=120)
+         "--no-progress", "--json", str(js)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "GoPro (synthetic)" in proc.stdout
     assert json.loads(js.read_text())["results"][0]["description"].startswith("deblur/official [tiled256")
@@ -291,3 +298,14 @@ def test_tta_without_weights_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exc:
         gopro.main(["--tta"])
     assert exc.value.code == 2
+
+
+def test_records_by_default_and_not_with_no_records(tmp_path, capsys) -> None:
+    code, _, _ = _run(sidd, ["--limit", "1", "--synthetic-count", "1"], capsys)
+    default = tmp_path / "results" / "records" / "benchmark.jsonl"
+    assert code == 0 and default.is_file()
+    df = read_records(default)
+    assert (df["family"] == "benchmark").all() and df["synthetic"].all()
+    default.unlink()
+    code, _, _ = _run(sidd, ["--limit", "1", "--synthetic-count", "1", "--no-records"], capsys)
+    assert code == 0 and not default.exists()
