@@ -38,7 +38,7 @@ from torch.utils.data import Dataset
 
 import hinet
 from hinet.data import RAIN13K_TEST_SETS, open_test_sets, synthetic_test_sets
-from hinet.evaluate import DEFAULT_PROTOCOLS, PROTOCOLS, Protocol, SetResult, evaluate
+from hinet.evaluate import DEFAULT_PROTOCOLS, PROTOCOLS, Protocol, SetResult, default_protocols, evaluate
 from hinet.records import Record, append_records, config_hash, environment, git_info, utc_now
 
 SYNTHETIC_NOTE = "synthetic data: not comparable with the published numbers"
@@ -230,7 +230,7 @@ def open_sets(bench: Benchmark, args: argparse.Namespace) -> dict[str, Dataset]:
 
 def selected_protocols(bench: Benchmark, names: Sequence[str] | None, exact_ssim: bool = False) -> list[Protocol]:
     """The protocols to score; ``exact_ssim`` switches RGB 3-D SSIM to the official float32 arithmetic."""
-    protos = [PROTOCOLS[bench.task][n] for n in (names or DEFAULT_PROTOCOLS[bench.task])]
+    protos = [PROTOCOLS[bench.task][n] for n in names] if names else default_protocols(bench.task)
     if exact_ssim:
         protos = [replace(p, ssim_arithmetic="reference") if p.ssim == "official" and not p.y_channel else p
                   for p in protos]

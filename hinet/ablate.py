@@ -127,7 +127,7 @@ def save_comparison_images(runs: list[Run], out_dir: Path, limit: int = 3) -> Pa
     import json
 
     from .checkpoint import load
-    from .evaluate import DEFAULT_PROTOCOLS, evaluate, protocol
+    from .evaluate import default_protocols, evaluate
     from .train import RunSpec, validation_sets
 
     seen: set[str] = set()
@@ -139,8 +139,8 @@ def save_comparison_images(runs: list[Run], out_dir: Path, limit: int = 3) -> Pa
             continue
         seen.add(spec.variant)
         first = {k: v for k, v in list(validation_sets(spec).items())[:1]}
-        evaluate(load(run.run_dir / "model.pth"), first, [protocol(spec.recipe.task, DEFAULT_PROTOCOLS[
-            spec.recipe.task][0])], limit=limit, progress=False, save_dir=out_dir, label=spec.variant)
+        evaluate(load(run.run_dir / "model.pth"), first, default_protocols(spec.recipe.task)[:1], limit=limit,
+                 progress=False, save_dir=out_dir, label=spec.variant)
     return out_dir if seen else None
 
 

@@ -17,6 +17,11 @@ from typing import Any
 NORMALIZATIONS = ("half_instance", "instance", "batch", "none")
 
 
+def field_error(obj: Any, field: str, message: str) -> ValueError:
+    """``ValueError("<Class>.<field>=<value>: <message>")`` for the validation of a config dataclass."""
+    return ValueError(f"{type(obj).__name__}.{field}={getattr(obj, field)!r}: {message}")
+
+
 @dataclass(frozen=True)
 class HINetConfig:
     """HINet hyper-parameters.
@@ -57,7 +62,7 @@ class HINetConfig:
 
     def __post_init__(self) -> None:
         def bad(field: str, message: str) -> ValueError:
-            return ValueError(f"HINetConfig.{field}={getattr(self, field)!r}: {message}")
+            return field_error(self, field, message)
 
         for name in ("width", "depth", "stages", "in_channels", "extra_blocks"):
             value = getattr(self, name)

@@ -95,6 +95,13 @@ PROTOCOLS: dict[str, dict[str, Protocol]] = {
 DEFAULT_PROTOCOLS = {"denoise": ("official", "clamped"), "deblur": ("official",), "derain": ("official",)}
 
 
+def default_protocols(task: str) -> list[Protocol]:
+    """The protocols a task is scored under by default (the paper's first), as :data:`DEFAULT_PROTOCOLS`."""
+    if task not in DEFAULT_PROTOCOLS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(DEFAULT_PROTOCOLS)}")
+    return [PROTOCOLS[task][name] for name in DEFAULT_PROTOCOLS[task]]
+
+
 def protocol(task: str, name: str) -> Protocol:
     """Look up ``PROTOCOLS[task][name]`` with an error listing the valid names."""
     if task not in PROTOCOLS or name not in PROTOCOLS[task]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 
-from .config import HINetConfig, scaled
+from .config import HINetConfig, field_error, scaled
 
 TASKS = ("denoise", "deblur", "derain")
 
@@ -64,7 +64,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         def bad(field: str, message: str) -> ValueError:
-            return ValueError(f"Recipe.{field}={getattr(self, field)!r}: {message}")
+            return field_error(self, field, message)
 
         if self.task not in TASKS:
             raise bad("task", f"expected one of {TASKS}")

@@ -36,7 +36,7 @@ from .arch import HINet, count_parameters
 from .checkpoint import atomic_save, save
 from .config import HINetConfig, preset, scaled
 from .data.io import DatasetError, DatasetNotFoundError
-from .evaluate import DEFAULT_PROTOCOLS, evaluate, protocol
+from .evaluate import default_protocols, evaluate
 from .losses import MultiStageLoss, make_loss
 from .recipes import Recipe, lr_at, recipe
 
@@ -154,11 +154,11 @@ def _prepare_dir(run_dir: Path, spec: RunSpec, resume: bool) -> bool:
     cfg_path = run_dir / "config.json"
     ckpt = run_dir / "checkpoints" / "last.pth"
     if cfg_path.exists():
-        stored = json.loads(cfg_path.read_text())
-        if rec.config_hash(stored["spec"]) != rec.config_hash(spec.to_dict()):
-            raise RunConflictError(
-                f"{run_dir} holds another run (config hash {rec.config_hash(stored['spec'])}, this one "
-                f"{rec.config_hash(spec.to_dict())}); choose another --run-dir or delete that directory")
+        theirs = rec.config_hash(json.loads(cfg_path.read_text())["spec"])
+        mine = rec.config_hash(spec.to_dict())
+        if theirs != mine:
+            raise RunConflictError(f"{run_dir} holds another run (config hash {theirs}, this one {mine}); "
+                                   f"choose another --run-dir or delete that directory")
         if ckpt.exists() and not resume and not (run_dir / "done.json").exists():
             raise RunConflictError(f"{run_dir} holds a started run of this spec; pass --resume to continue it")
         return ckpt.exists()
@@ -281,12 +281,11 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
         if rank == 0:
             atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, ckpt_path)
 
-    def validate(step: int) -> dict:
+    def validate(step: int) -> dict:  # rank 0 only
         results = validate_model(model, spec, dev)
-        if rank == 0:
-            for res in results:
-                _log(run_dir, {"step": step, "split": "val", "set": res.dataset, "protocol": res.protocol,
-                               **res.metrics})
+        for res in results:
+            _log(run_dir, {"step": step, "split": "val", "set": res.dataset, "protocol": res.protocol,
+                           **res.metrics})
         metrics = {f"{res.dataset}/{res.protocol}/{k}": v for res in results for k, v in res.metrics.items()}
         if on_validation is not None:  # hook for hyper-parameter search (hinet.tune): report / prune
             on_validation(step, metrics)
@@ -363,10 +362,8 @@ def _mean_over_processes(value: torch.Tensor, world: int) -> float:
 
 def validate_model(model: torch.nn.Module, spec: RunSpec, device) -> list:
     """Score the model on the recipe's validation sets under the task's default protocols."""
-    task = spec.recipe.task
-    protos = [protocol(task, name) for name in DEFAULT_PROTOCOLS[task]]
-    return evaluate(model, validation_sets(spec), protos, limit=spec.recipe.val_limit, device=device,
-                    progress=False)
+    return evaluate(model, validation_sets(spec), default_protocols(spec.recipe.task), limit=spec.recipe.val_limit,
+                    device=device, progress=False)
 
 
 def _write_records(spec: RunSpec, run_dir: Path, model: HINet, path, run_id: str, device: str) -> None:
