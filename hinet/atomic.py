@@ -1,0 +1,137 @@
+"""Writes that a kill, a crash or a full disk can interrupt without losing the previous file.
+
+Every file the suite writes whole (checkpoints, ``config.json``, ``done.json``, ``--json`` summaries,
+report tables and figures, per-image result files) goes through :func:`atomic_write`: the new content is
+written to a temp file beside the target (``.<name>.<random>.tmp``), flushed and fsynced, given the mode
+the umask allows (as ``open()`` would create it, not ``mkstemp``'s 0600), then renamed over the target.
+A reader sees the old file or the new one, never a torn one. Temp files left by an interrupted earlier
+write of the same target (a SIGKILL between write and rename) are removed by the next write.
+
+Failures name the path: an unwritable folder or a full disk raises :class:`OutputError` (a
+:class:`hinet.errors.UserError`), whose message says which file could not be written and why, and the
+previous file is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from .errors import UserError
+
+
+class OutputError(UserError, OSError):
+    """An output file or folder could not be written (permissions, full disk, a file in the way)."""
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def output_error(path: str | os.PathLike, err: OSError, what: str = "cannot write") -> OutputError:
+    """An :class:`OutputError` naming ``path`` and the reason (``No space left on device``, ...)."""
+    reason = os.strerror(err.errno) if err.errno else str(err)
+    if err.errno == errno.ENOSPC:
+        reason += " (the previous file, if any, is intact)"
+    return OutputError(f"{path}: {what}: {reason}")
+
+
+def stale_temp_files(path: str | os.PathLike) -> list[Path]:
+    """Temp files of earlier interrupted :func:`atomic_write` calls for ``path``."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    return sorted(path.parent.glob(f".{path.name}.*.tmp*"))
+
+
+def ensure_dir(folder: str | os.PathLike) -> Path:
+    """``mkdir -p`` with a clear :class:`OutputError` naming the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise output_error(folder, err, "cannot create folder") from None
+    return folder
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
+    """Write ``path`` atomically: ``write(fh)`` fills a temp file in the same folder, then rename.
+
+    Returns ``path``. On any failure the temp file is removed, the previous ``path`` is untouched and an
+    OSError becomes :class:`OutputError` naming ``path``.
+    """
+    path = Path(path)
+    ensure_dir(path.parent)
+    for old in stale_temp_files(path):  # an earlier write of this file was killed before its rename
+        with contextlib.suppress(OSError):
+            old.unlink()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise output_error(path, err) from None
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OutputError):
+            raise
+        raise output_error(path, err) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda fh: fh.write(text.encode()))
+
+
+@contextlib.contextmanager
+def replacing(path: str | os.PathLike) -> Iterator[Path]:
+    """For writers that insist on a file name (matplotlib, pandas, pyarrow): yields a temp path in the
+    same folder; on a clean exit it is renamed over ``path``, on an error removed."""
+    path = Path(path)
+    ensure_dir(path.parent)
+    for old in stale_temp_files(path):
+        with contextlib.suppress(OSError):
+            old.unlink()
+    tmp = path.parent / f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp{path.suffix}"
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OutputError):
+            raise
+        raise output_error(path, err) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
