@@ -3,10 +3,22 @@
 >>> import hinet
 >>> model = hinet.HINet(hinet.preset("sidd-0.5x"))
 >>> model = hinet.load("HINet-SIDD-1x.pth")  # official checkpoint, architecture inferred
+
+The names below are imported on first use, so that light modules (``hinet.records``, ``hinet.errors``)
+can be used without paying for importing torch.
 """
 
-from .arch import HINet, count_parameters
-from .checkpoint import load, save, save_official
-from .config import PRESETS, HINetConfig, preset
+from __future__ import annotations
 
-__all__ = ["HINet", "HINetConfig", "PRESETS", "preset", "load", "save", "save_official", "count_parameters"]
+import importlib
+from typing import Any
+
+_EXPORTS = {"HINet": "arch", "count_parameters": "arch", "load": "checkpoint", "save": "checkpoint",
+            "save_official": "checkpoint", "HINetConfig": "config", "PRESETS": "config", "preset": "config"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'hinet' has no attribute {name!r}")

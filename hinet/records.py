@@ -1,13 +1,28 @@
 """Tidy long-format result records: one number per row, stored as append-only JSONL.
 
 A record is one measured number (``metric``, ``value``) plus everything needed to trace it: which run,
-variant, data, code version and machine produced it. Files are written with :func:`append_records`,
-which is safe for many concurrent writer processes, and read back with :func:`read_records` into a
-pandas DataFrame whose columns are :data:`COLUMNS` in that order.
+variant, data, code version (``git_commit``) and machine produced it. Files are written with
+:func:`append_records`, which is safe for many concurrent writer processes and writes each batch whole
+or not at all, and read back with :func:`read_records` into a pandas DataFrame whose columns are
+:data:`COLUMNS` in that order.
+
+Records are idempotent facts. A record's identity is :data:`IDENTITY` (run id, split, dataset,
+protocol, metric, step; per-image results add the image) and the store keeps one value per identity:
+files are append-only, and the reader keeps the latest written row of each identity and only the rows
+of each run's current configuration (:func:`latest`). So a re-run or a resumed run replaces its rows
+(the trainer simply writes them again), and results regenerated on a fresh clone supersede the
+committed ones without any file being edited.
+
+Per-image results (one value per test image, at every validation) are columnar: one Parquet file per
+(run, step) under :func:`image_store` (``per_image/`` beside the JSONL file), written by
+:func:`write_image_metrics` and read by :func:`read_image_metrics`.
 
 Metric conventions used by the report builder (``hinet.report``): ``psnr`` in dB, ``ssim`` in [0, 1],
 ``loss`` as logged, ``params`` = parameter count (raw count, not millions), ``macs`` = multiply-accumulates
-of one forward pass on the recorded input (raw count, not G), speed metrics such as ``ms_per_iter``.
+of one forward pass on a 1x3x256x256 input (raw count, not G; split ``model``, protocol ``model``), speed
+metrics such as ``ms_per_iter``. Each column has one meaning: ``dataset`` names data (never a device),
+``protocol`` names a scoring protocol (``train`` for training metrics, ``model`` for size counts),
+``device`` the device.
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ import os
 import platform
 import socket
 import subprocess
+import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -90,13 +106,16 @@ class Record:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Record))
+# A record's identity: the store keeps one value per identity (the latest written; see read_records).
+IDENTITY: tuple[str, ...] = ("run_id", "split", "dataset", "protocol", "metric", "step")
+BATCH_KEY, SIZE_KEY = "_batch", "_n"  # batch framing of a JSONL line (not Record fields)
 _BOOL_FIELDS = frozenset({"git_dirty", "synthetic"})
 _OPT_INT_FIELDS = frozenset({"step", "seed"})
 
 
 def utc_now() -> str:
-    """Current time as ISO-8601 UTC with seconds precision."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """Current time as ISO-8601 UTC with microsecond precision (orders rewrites of the same record)."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 def git_info(repo_dir: str | Path | None = None) -> tuple[str, bool]:
@@ -164,33 +183,72 @@ def make_records(common: Mapping[str, Any], metrics: Mapping[str, float], **kw: 
 
 
 def _encode(records: Iterable[Record]) -> bytes:
-    lines = []
-    for r in records:
+    """JSON lines of one batch; every line carries the batch id and size (see :func:`append_records`)."""
+    items = list(records)
+    for r in items:
         if not isinstance(r, Record):
             raise TypeError(f"append_records: expected Record, got {type(r).__name__}")
-        lines.append(json.dumps(dataclasses.asdict(r), allow_nan=False, separators=(",", ":")) + "\n")
+    batch = uuid.uuid4().hex[:16]
+    lines = [json.dumps({**dataclasses.asdict(r), BATCH_KEY: batch, SIZE_KEY: len(items)}, allow_nan=False,
+                        separators=(",", ":")) + "\n" for r in items]
     return "".join(lines).encode()
 
 
-def _drop_partial_tail(fd: int, path: Path) -> None:
-    """Cut a crash-truncated last line (no trailing newline) so the next batch starts on a fresh line.
+def _frame(line: dict[str, Any]) -> tuple[str | None, int]:
+    """(batch id, batch size) of a parsed line; lines written without framing are batches of one."""
+    batch, size = line.pop(BATCH_KEY, None), line.pop(SIZE_KEY, 1)
+    return batch, int(size) if isinstance(size, int) and size >= 1 else 1
+
+
+def _complete_length(raw: bytes) -> int:
+    """Byte length of the longest prefix of ``raw`` that ends with a complete batch.
+
+    The tail of ``raw`` is examined backwards: a torn last line (no newline) or a last batch with fewer
+    lines than its declared size (a kill or a full disk in the middle of a write) is not complete.
+    """
+    end = len(raw) if raw.endswith(b"\n") else raw.rfind(b"\n") + 1
+    if end == 0:
+        return 0
+    lines = raw[:end].split(b"\n")[:-1]
+    try:
+        batch, size = _frame(json.loads(lines[-1]))
+    except (ValueError, TypeError):
+        return end  # a corrupt complete line is reported by the reader, not silently cut
+    if batch is None:
+        return end
+    count = 0
+    for line in reversed(lines):
+        try:
+            if _frame(json.loads(line))[0] != batch:
+                break
+        except (ValueError, TypeError):
+            break
+        count += 1
+    if count >= size:
+        return end
+    return end - sum(len(x) + 1 for x in lines[len(lines) - count:])
+
+
+def _drop_incomplete_tail(fd: int, path: Path) -> None:
+    """Cut a torn last line or an incomplete last batch so the next batch starts clean.
 
     Called with the exclusive lock held; the fragment is reported, never kept glued to new data.
     """
     size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+    if size == 0:
         return
-    pos = size
-    while pos > 0:  # scan backwards in chunks for the last newline
-        start = max(0, pos - 65536)
-        idx = os.pread(fd, pos - start, start).rfind(b"\n")
-        if idx >= 0:
-            pos = start + idx + 1
+    chunk = min(size, 1 << 22)  # batches are small; 4 MiB of tail always holds the last one
+    while True:
+        start = size - chunk
+        raw = os.pread(fd, chunk, start)
+        keep = _complete_length(raw)
+        if keep > 0 or start == 0:
             break
-        pos = start
-    warnings.warn(f"{path}: dropping a truncated last line ({size - pos} bytes) left by an interrupted write",
-                  stacklevel=3)
-    os.ftruncate(fd, pos)
+        chunk = min(size, chunk * 4)
+    if start + keep < size:
+        warnings.warn(f"{path}: dropping a truncated last line or incomplete batch ({size - start - keep} bytes) "
+                      f"left by an interrupted write", stacklevel=3)
+        os.ftruncate(fd, start + keep)
 
 
 def append_records(path: str | Path, records: Iterable[Record]) -> None:
@@ -198,22 +256,35 @@ def append_records(path: str | Path, records: Iterable[Record]) -> None:
 
     Concurrent writers in other processes (also on NFS, where flock is emulated with byte-range locks)
     never lose or interleave lines: the file is opened O_APPEND, locked with an exclusive ``flock``,
-    the whole batch goes out in one ``os.write``, then fsync and unlock.
+    the whole batch goes out in one ``os.write``, then fsync and unlock. Every line carries the batch's id
+    and size (keys ``_batch``/``_n``), so a batch cut short by a kill is recognised and never read back as
+    data; a write that fails (full disk, quota) is truncated away again and raises
+    :class:`hinet.atomic.OutputError` naming the file: either the whole batch is in the file or none of it.
     """
+    from hinet.atomic import ensure_dir, output_error  # absolute: this module is also loaded by file path
+
     path = Path(path)
     data = _encode(records)
     if not data:
         raise ValueError(f"append_records: no records to append to {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    ensure_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as err:
+        raise output_error(path, err, "cannot append records") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            _drop_partial_tail(fd, path)
-            written = os.write(fd, data)
-            while written < len(data):  # short writes are rare (disk full, signals); finish under the lock
-                written += os.write(fd, data[written:])
-            os.fsync(fd)
+            _drop_incomplete_tail(fd, path)
+            before = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, data)
+                while written < len(data):  # short writes are rare (disk full, signals); finish under the lock
+                    written += os.write(fd, data[written:])
+                os.fsync(fd)
+            except OSError as err:
+                os.ftruncate(fd, before)  # none of the batch: the file is as it was
+                raise output_error(path, err, "cannot append records") from None
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
@@ -227,43 +298,74 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
             raw = fh.read()
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-    lines = raw.split(b"\n")
-    complete = raw.endswith(b"\n") or not raw
-    if complete:
-        lines = lines[:-1]
+    keep = _complete_length(raw)
+    if keep < len(raw):
+        dropped = raw[keep:].count(b"\n") + (not raw.endswith(b"\n"))
+        first = raw[:keep].count(b"\n") + 1
+        warnings.warn(f"{path}:{first}: skipping truncated last line(s) or an incomplete last batch "
+                      f"({dropped} line(s), interrupted write)", stacklevel=3)
+    lines = raw[:keep].split(b"\n")[:-1] if keep else []
     rows = []
     for i, line in enumerate(lines, start=1):
         try:
-            rows.append(dataclasses.asdict(Record(**json.loads(line))))
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError(f"expected a JSON object, got {type(row).__name__}")
+            _frame(row)
+            rows.append(dataclasses.asdict(Record(**row)))
         except (ValueError, TypeError) as err:
-            if i == len(lines) and not complete:
-                warnings.warn(f"{path}:{i}: skipping truncated last line (interrupted write): {err}",
-                              stacklevel=3)
-                continue
             raise ValueError(f"{path}:{i}: not a valid record line: {err}") from err
     return rows
 
 
-def read_records(paths_or_dirs: str | Path | Iterable[str | Path]) -> pd.DataFrame:
-    """Read one JSONL file, or every ``*.jsonl`` under folders (recursively), into one DataFrame.
-
-    Columns are :data:`COLUMNS` in order; ``step``/``seed`` are nullable ``Int64``, ``value`` float64,
-    ``git_dirty``/``synthetic`` bool, ``time`` datetime64 UTC, the rest ``string``.
-    """
-    import pandas as pd  # lazy: writers (training processes) need not import pandas
-
+def _collect(paths_or_dirs: str | Path | Iterable[str | Path], pattern: str, what: str) -> list[Path]:
     items = [paths_or_dirs] if isinstance(paths_or_dirs, str | Path) else list(paths_or_dirs)
     files: list[Path] = []
     for item in map(Path, items):
         if item.is_dir():
-            found = sorted(item.rglob("*.jsonl"))
+            found = sorted(item.rglob(pattern))
             if not found:
-                raise FileNotFoundError(f"read_records: no *.jsonl files under {item}")
+                raise FileNotFoundError(f"{what}: no {pattern} files under {item}")
             files += found
         elif item.is_file():
             files.append(item)
         else:
-            raise FileNotFoundError(f"read_records: {item} does not exist")
+            raise FileNotFoundError(f"{what}: {item} does not exist")
+    return files
+
+
+def latest(df: pd.DataFrame, identity: Iterable[str] = IDENTITY) -> pd.DataFrame:
+    """Keep one row per identity: the latest written, and only the run's current configuration.
+
+    Rules (the store's semantics; records are append-only facts):
+
+    1. Per ``run_id``, the ``config_hash`` of the most recently written row is the run's current
+       configuration; rows of that run id with another hash (an earlier run of a changed spec, e.g. the
+       committed results of an older recipe) are superseded.
+    2. Among rows with the same identity (:data:`IDENTITY`: run id, split, dataset, protocol, metric,
+       step; plus ``image`` for per-image rows) the one written last wins: by ``time``, then by position
+       (file order, then line order). A resumed or re-run run therefore replaces its rows, never
+       duplicates them.
+    """
+    if df.empty:
+        return df
+    order = df.assign(_pos=range(len(df))).sort_values(["time", "_pos"], kind="stable")
+    current = order.groupby("run_id")["config_hash"].transform("last")
+    order = order[order["config_hash"] == current]
+    kept = order.drop_duplicates(list(identity), keep="last").sort_values("_pos")
+    return df.loc[kept.index]
+
+
+def read_records(paths_or_dirs: str | Path | Iterable[str | Path], *, all_versions: bool = False) -> pd.DataFrame:
+    """Read one JSONL file, or every ``*.jsonl`` under folders (recursively), into one DataFrame.
+
+    Columns are :data:`COLUMNS` in order; ``step``/``seed`` are nullable ``Int64``, ``value`` float64,
+    ``git_dirty``/``synthetic`` bool, ``time`` datetime64 UTC, the rest ``string``. Superseded rows are
+    dropped (see :func:`latest`) unless ``all_versions``; rows keep their order of writing.
+    """
+    import pandas as pd  # lazy: writers (training processes) need not import pandas
+
+    files = _collect(paths_or_dirs, "*.jsonl", "read_records")
     rows = [row for f in files for row in _read_file(f)]
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     dtypes = {c: "string" for c in COLUMNS}
@@ -271,4 +373,82 @@ def read_records(paths_or_dirs: str | Path | Iterable[str | Path]) -> pd.DataFra
     del dtypes["time"]
     df = df.astype(dtypes)
     df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
+    if not all_versions:
+        df = latest(df).reset_index(drop=True)
     return df
+
+
+# ------------------------------------------------------------------------------------- per-image results
+IMAGE_COLUMNS: tuple[str, ...] = ("run_id", "family", "variant", "seed", "dataset", "split", "protocol", "metric",
+                                  "step", "image", "value", "config_hash", "git_commit", "synthetic", "recipe",
+                                  "time")
+IMAGE_DIR = "per_image"
+
+
+def image_store(records_path: str | Path) -> Path:
+    """Folder of the per-image results that belong with the records file ``records_path``:
+    ``<records_path's folder>/per_image``."""
+    return Path(records_path).parent / IMAGE_DIR
+
+
+def image_file(root: str | Path, run_id: str, step: int | None) -> Path:
+    """``<root>/<run_id>/step-<step, 8 digits>.parquet`` (``eval.parquet`` for a checkpoint evaluation)."""
+    name = "eval.parquet" if step is None else f"step-{int(step):08d}.parquet"
+    return Path(root) / run_id / name
+
+
+def write_image_metrics(root: str | Path, common: Mapping[str, Any], step: int | None,
+                        rows: Iterable[tuple[str, str, str, str, str, float]]) -> Path:
+    """Write one validation's (or evaluation's) per-image metrics of one run as a Parquet file.
+
+    ``common`` holds run_id, family, variant, seed, config_hash, git_commit, synthetic, recipe;
+    ``rows`` are ``(dataset, split, protocol, metric, image, value)``. The file is one (run, step) and is
+    replaced whole and atomically, so a repeated validation of the same step supersedes the earlier one.
+    Columnar and dictionary-encoded: 1280 SIDD blocks x 2 protocols x 2 metrics is about 30 KB.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hinet.atomic import replacing
+
+    frame = pd.DataFrame(list(rows), columns=["dataset", "split", "protocol", "metric", "image", "value"])
+    if frame.empty:
+        raise ValueError(f"write_image_metrics: no per-image values for run {common.get('run_id')!r}")
+    values = frame["value"].astype("float64")
+    if not values.map(math.isfinite).all():
+        bad = frame[~values.map(math.isfinite)].iloc[0]
+        raise ValueError(f"write_image_metrics: non-finite {bad['metric']} for image {bad['image']!r} "
+                         f"({bad['dataset']}, {bad['protocol']}) of run {common.get('run_id')!r}")
+    for key in ("run_id", "family", "variant", "seed", "config_hash", "git_commit", "synthetic", "recipe"):
+        frame[key] = common[key]
+    frame["step"] = step
+    frame["time"] = utc_now()
+    frame = frame[list(IMAGE_COLUMNS)].astype({"seed": "Int64", "step": "Int64", "synthetic": "bool"})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    path = image_file(root, str(common["run_id"]), step)
+    with replacing(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return path
+
+
+def read_image_metrics(paths_or_dirs: str | Path | Iterable[str | Path]) -> pd.DataFrame:
+    """Every per-image result under the given folders (``*.parquet``, recursively) as one DataFrame with
+    columns :data:`IMAGE_COLUMNS`; superseded rows dropped as in :func:`latest` (identity + image)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    files = _collect(paths_or_dirs, "*.parquet", "read_image_metrics")
+    frames = []
+    for f in files:
+        try:
+            frames.append(pq.read_table(f).to_pandas())
+        except Exception as err:  # pyarrow raises its own types for torn or foreign files
+            raise ValueError(f"{f}: not a readable per-image results file: {err}") from None
+    df = pd.concat(frames, ignore_index=True)
+    missing = set(IMAGE_COLUMNS) - set(df.columns)
+    if missing:
+        raise ValueError(f"read_image_metrics: files under {paths_or_dirs} lack columns {sorted(missing)}")
+    df = df[list(IMAGE_COLUMNS)]
+    df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
+    return latest(df, (*IDENTITY, "image")).reset_index(drop=True)

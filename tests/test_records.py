@@ -95,14 +95,15 @@ def test_round_trip_dtypes_and_order(tmp_path):
 
 def test_truncated_last_line_warns_and_is_skipped(tmp_path):
     path = tmp_path / "r.jsonl"
-    append_records(path, [rec(step=1), rec(step=2)])
+    append_records(path, [rec(step=1)])
+    append_records(path, [rec(step=2)])  # a batch of its own: a torn batch is dropped whole (next test)
     full = path.read_bytes()
     path.write_bytes(full[:-20])  # crash in the middle of the second line
     with pytest.warns(UserWarning, match=r"r\.jsonl:2: skipping truncated"):
         df = read_records(path)
     assert df["step"].tolist() == [1]
     # the next append cuts the fragment (with a warning) instead of gluing to it
-    with pytest.warns(UserWarning, match="dropping a truncated last line"):
+    with pytest.warns(UserWarning, match="dropping a truncated last line or incomplete batch"):
         append_records(path, [rec(step=3)])
     assert read_records(path)["step"].tolist() == [1, 3]
 
