@@ -213,13 +213,15 @@ def _safe(name: str) -> str:
 def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], protocols: Iterable[Protocol], *,
              tta: bool = False, limit: int | None = None, device: str | torch.device = "cpu",
              batch_size: int = 1, progress: bool = True, save_dir: str | Path | None = None,
-             label: str = "output", workers: int = 0, perceptual: bool = False) -> list[SetResult]:
+             label: str = "output", workers: int = 0, perceptual: bool = False,
+             save_limit: int | None = None) -> list[SetResult]:
     """Run every dataset through the model(s) once and score it under each protocol.
 
     All protocols must share one inference mode (tiled or not). ``limit`` takes the first N images of
     each set. ``save_dir`` writes ``<save_dir>/{input,target,<label>}/<set>__<name>.png`` (clamped,
-    8-bit) for side-by-side viewing. ``perceptual`` adds LPIPS (AlexNet, ``hinet.perceptual``) of the
-    clamped prediction to every protocol's metrics (lower is better).
+    8-bit) for side-by-side viewing, for the first ``save_limit`` images of the first set only when
+    ``save_limit`` is given (all images of every set otherwise). ``perceptual`` adds LPIPS (AlexNet,
+    ``hinet.perceptual``) of the clamped prediction to every protocol's metrics (lower is better).
     """
     from tqdm import tqdm
 
@@ -263,7 +265,10 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
                             per[p.name].setdefault("lpips", []).extend(distances)
                     names.extend(n for _, _, n in group)
                     if save_dir is not None:
-                        for (d, c, n), y in zip(group, pred.cpu()):
+                        first = set_name == next(iter(datasets))
+                        for k, ((d, c, n), y) in enumerate(zip(group, pred.cpu())):
+                            if save_limit is not None and (not first or len(names) - len(group) + k >= save_limit):
+                                continue
                             stem = f"{_safe(set_name)}__{_safe(n)}.png"
                             for folder, img in (("input", d), ("target", c), (label, y)):
                                 (Path(save_dir) / folder).mkdir(parents=True, exist_ok=True)  # write_image does not

@@ -13,6 +13,9 @@ from dataclasses import asdict, dataclass, replace
 from .config import HINetConfig, field_error, scaled
 
 TASKS = ("denoise", "deblur", "derain")
+# What produced a record: a training run at paper or proxy scale, a checkpoint evaluation, a speed benchmark.
+# Only "paper" and "eval" numbers on real data may ever sit beside published ones (hinet.report).
+RECIPE_KINDS = ("paper", "proxy", "eval", "eval-subset", "bench")
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ class Recipe:
             raise bad("eta_min", "expected 0 <= eta_min <= lr")
         if self.grad_clip <= 0:
             raise bad("grad_clip", "expected a positive norm")
+
+    @property
+    def kind(self) -> str:
+        """``proxy`` for scaled-down recipes, else ``paper`` (one of :data:`RECIPE_KINDS`)."""
+        return "proxy" if self.proxy else "paper"
 
     def network(self, cfg: HINetConfig) -> HINetConfig:
         """The network this recipe trains for a given (paper-scale) config: shrunk for proxies."""

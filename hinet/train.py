@@ -1,12 +1,23 @@
-"""Training: ``python -m hinet.train --recipe sidd-proxy --run-dir runs/x`` (or under torchrun).
+"""Training: ``python -m hinet.train --recipe sidd-proxy --run-dir runs/x`` (or ``--spec run.json``, or under torchrun).
 
 A run is a directory::
 
-    config.json       the resolved run spec (recipe, network, seed, data) + environment and git commit
+    config.json            the resolved run spec (recipe, network, seed, data) + environment and git commit
     checkpoints/last.pth   model, optimiser, step (written atomically: temp file, fsync, rename)
-    model.pth         the final network in this suite's format (config travels with the weights)
-    log.jsonl         one line per log period (loss, lr, images/s) and per validation (metrics)
-    done.json         written last: final validation metrics; a run with it is never repeated
+    model.pth              the final network in this suite's format (config travels with the weights)
+    tensorboard/           TensorBoard event files: train loss, lr, throughput, every validation metric,
+                           a few validation images at each validation (``tensorboard --logdir runs``)
+    done.json              written last: final validation metrics; a run with it is never repeated
+
+The trainer is the one writer of a run's metrics: it appends tidy records (``hinet.records``) to the
+records file as it goes -- train loss/lr/throughput at every log step, every validation's set means, the
+model's size at step 0 -- and each validation's per-image metrics as one Parquet file per step beside it.
+A resumed run simply writes the rows of the steps it repeats again; the store keeps the latest value of
+each identity, so nothing is duplicated. Progress lines on stdout are the human-readable log.
+
+Order of a run: preflight (training data, validation sets and every output path are opened or checked
+before the first step, so a mistake costs seconds, not a run), then the loop; at a step that is due for
+both, the checkpoint is written before the validation, so a failing validation never loses training.
 
 Resume is explicit (``--resume``) and exact: the batch of step t is a pure function of (seed, t) and
 the optimiser state is checkpointed, so a killed run resumed from its last checkpoint ends with the
@@ -21,11 +32,12 @@ import argparse
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,20 +45,26 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import records as rec
 from .arch import HINet, count_parameters
+from .atomic import atomic_write_text, ensure_dir, output_error
 from .checkpoint import atomic_save, save
 from .config import HINetConfig, preset, scaled
-from .data.io import DatasetError, DatasetNotFoundError
-from .evaluate import default_protocols, evaluate
+from .errors import UserError, run_command
+from .evaluate import SetResult, default_protocols, evaluate
 from .losses import MultiStageLoss, make_loss
 from .recipes import Recipe, lr_at, recipe
+from .step import PRECISIONS, TrainStep
 
 
-class RunConflictError(RuntimeError):
+class RunConflictError(UserError, RuntimeError):
     """The run directory holds a different run, or a run that needs ``--resume``."""
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(UserError, FloatingPointError):
     """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class PreflightError(UserError, ValueError):
+    """Data or an output path is unusable; found before the first training step."""
 
 
 @dataclass(frozen=True)
@@ -149,35 +167,60 @@ class StepSampler(Sampler[int]):
 
 
 # ----------------------------------------------------------------------------------------------- run dir
+CONFIG, DONE, CHECKPOINT = "config.json", "done.json", Path("checkpoints") / "last.pth"
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Read a run spec (the JSON of :meth:`RunSpec.to_dict`, or a ``config.json`` holding it under
+    ``spec``); errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PreflightError(f"{path}: no such run spec file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PreflightError(f"{path}: not a JSON run spec ({err})") from None
+    if isinstance(data, dict) and "spec" in data and "recipe" not in data:
+        data = data["spec"]
+    try:
+        return RunSpec.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise PreflightError(f"{path}: invalid run spec: {rec_message(err)}") from None
+
+
+def rec_message(err: BaseException) -> str:
+    return f"missing field {err}" if isinstance(err, KeyError) else str(err)
+
+
+def _stored_spec(run_dir: Path) -> dict:
+    path = run_dir / CONFIG
+    try:
+        return json.loads(path.read_text())["spec"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+        raise RunConflictError(f"{path}: unreadable run config ({rec_message(err)}); delete {run_dir} to start "
+                               f"the run again") from None
+
+
 def _prepare_dir(run_dir: Path, spec: RunSpec, resume: bool) -> bool:
-    """Create/validate the run directory. Returns True when a checkpoint should be resumed."""
-    cfg_path = run_dir / "config.json"
-    ckpt = run_dir / "checkpoints" / "last.pth"
-    if cfg_path.exists():
-        theirs = rec.config_hash(json.loads(cfg_path.read_text())["spec"])
+    """Validate the run directory. Returns True when a checkpoint should be resumed."""
+    ckpt = run_dir / CHECKPOINT
+    if (run_dir / CONFIG).exists():
+        theirs = rec.config_hash(_stored_spec(run_dir))
         mine = rec.config_hash(spec.to_dict())
         if theirs != mine:
             raise RunConflictError(f"{run_dir} holds another run (config hash {theirs}, this one {mine}); "
                                    f"choose another --run-dir or delete that directory")
-        if ckpt.exists() and not resume and not (run_dir / "done.json").exists():
+        if ckpt.exists() and not resume and not (run_dir / DONE).exists():
             raise RunConflictError(f"{run_dir} holds a started run of this spec; pass --resume to continue it")
         return ckpt.exists()
-    if resume:
-        raise RunConflictError(f"--resume given but {run_dir} holds no run")
+    if resume and ckpt.exists():
+        raise RunConflictError(f"{run_dir} has a checkpoint but no {CONFIG}; delete the folder to start again")
     return False
 
 
 def _write_config(run_dir: Path, spec: RunSpec, env: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
     body = {"spec": spec.to_dict(), "config_hash": rec.config_hash(spec.to_dict()), **env}
-    tmp = run_dir / "config.json.tmp"
-    tmp.write_text(json.dumps(body, indent=2, sort_keys=True))
-    os.replace(tmp, run_dir / "config.json")
-
-
-def _log(run_dir: Path, line: dict) -> None:
-    with open(run_dir / "log.jsonl", "a") as f:
-        f.write(json.dumps(line) + "\n")
+    atomic_write_text(run_dir / CONFIG, json.dumps(body, indent=2, sort_keys=True))
 
 
 # ----------------------------------------------------------------------------------------------- dist
@@ -203,44 +246,229 @@ def _resolve_device(device: str, local_rank: int) -> torch.device:
     return dev
 
 
+def _device_label(dev: torch.device) -> str:
+    """The device of a run as recorded: e.g. ``cpu``, ``cuda:0 (CUDA_VISIBLE_DEVICES=3)``."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return f"{dev} (CUDA_VISIBLE_DEVICES={visible})" if dev.type == "cuda" and visible is not None else str(dev)
+
+
+# ----------------------------------------------------------------------------------------------- records
+@dataclass
+class Recorder:
+    """The one writer of a run's metrics (rank 0): JSONL records, per-image Parquet files, TensorBoard."""
+
+    spec: RunSpec
+    run_id: str
+    path: Path  # records JSONL
+    common: dict[str, Any]
+    tensorboard: Any = None  # torch.utils.tensorboard.SummaryWriter or None
+
+    @classmethod
+    def open(cls, spec: RunSpec, run_dir: Path, path: Path, run_id: str, env: dict, tensorboard: bool) -> Recorder:
+        common = dict(run_id=run_id, family=spec.family, variant=spec.variant, seed=spec.seed,
+                      git_commit=env["git_commit"], git_dirty=env["git_dirty"], config_hash=env["config_hash"],
+                      device=env["device"], torch_version=torch.__version__, synthetic=spec.synthetic,
+                      recipe=spec.recipe.kind)
+        writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+        return cls(spec, run_id, path, common, writer)
+
+    @property
+    def dataset(self) -> str:
+        return ("synthetic-" + self.spec.recipe.task) if self.spec.synthetic else self.spec.recipe.name
+
+    def _append(self, rows: list[rec.Record]) -> None:
+        rec.append_records(self.path, rows)
+
+    def model_size(self, params: int, macs: float) -> None:
+        self._append([rec.Record(**self.common, dataset=self.dataset, split="model", protocol="model", metric=k,
+                                 value=float(v), step=0, time=rec.utc_now())
+                      for k, v in (("params", params), ("macs", macs))])
+
+    def train(self, step: int, values: dict[str, float]) -> None:
+        now = rec.utc_now()
+        self._append([rec.Record(**self.common, dataset=self.dataset, split="train", protocol="train", metric=k,
+                                 value=float(v), step=step, time=now) for k, v in values.items()])
+        if self.tensorboard is not None:
+            for k, v in values.items():
+                self.tensorboard.add_scalar(f"train/{k}", v, step)
+
+    def validation(self, step: int, results: list[SetResult], images: list[tuple[str, torch.Tensor]]) -> None:
+        """Set means as records, per-image values as one Parquet file, scalars and images to TensorBoard."""
+        now = rec.utc_now()
+        rows, per_image = [], []
+        for res in results:
+            for metric, value in res.metrics.items():
+                rows.append(rec.Record(**self.common, dataset=res.dataset, split="val", protocol=res.protocol,
+                                       metric=metric, value=float(value), step=step, time=now))
+                per_image += [(res.dataset, "val", res.protocol, metric, name, v)
+                              for name, v in zip(res.names, res.per_image[metric])]
+        rec.write_image_metrics(rec.image_store(self.path), self.common, step, per_image)
+        self._append(rows)  # after the per-image file: a set mean is never recorded without its images
+        if self.tensorboard is not None:
+            for r in rows:
+                self.tensorboard.add_scalar(f"val/{r.dataset}/{r.protocol}/{r.metric}", r.value, step)
+            for name, grid in images:  # (3, H, 3W): degraded | restored | ground truth
+                self.tensorboard.add_image(f"val_images/{name}", grid, step)
+            self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+
+
+# ----------------------------------------------------------------------------------------------- preflight
+def _probe_folder(folder: Path) -> None:
+    """Create ``folder`` and prove a file can be written there (raises OutputError naming it)."""
+    ensure_dir(folder)
+    probe = folder / f".hinet-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"ok")
+    except OSError as err:
+        raise output_error(folder, err, "cannot write into folder") from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def _probe_append(path: Path) -> None:
+    ensure_dir(path.parent)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        os.close(fd)
+    except OSError as err:
+        raise output_error(path, err, "cannot append records") from None
+
+
+def preflight(spec: RunSpec, run_dir: Path, records_path: Path, images_dir: Path | None,
+              json_path: Path | None = None) -> tuple[Dataset, dict[str, Dataset]]:
+    """Open the training data and the validation sets, and check every output path, before step 1.
+
+    Returns (training pairs, validation sets). Each set must be non-empty and its first and last item
+    must load; a missing dataset, an empty set, an undecodable file or an unwritable output raises a
+    user error naming it.
+    """
+    _probe_folder(run_dir)
+    _probe_folder(run_dir / CHECKPOINT.parent)
+    _probe_append(records_path)
+    _probe_folder(rec.image_store(records_path))
+    if images_dir is not None:
+        _probe_folder(images_dir)
+    if json_path is not None:
+        _probe_folder(json_path.parent)
+    pairs = training_pairs(spec)
+    sets = validation_sets(spec)
+    for name, ds in [("training data", pairs), *sets.items()]:
+        if len(ds) == 0:
+            raise PreflightError(f"{name}: no image pairs found (data: {spec.data or 'synthetic'})")
+        for index in {0, len(ds) - 1}:
+            item = ds[index]
+            if item[1] is None:
+                raise PreflightError(f"{name}: item {index} has no ground truth; cannot train or validate on it")
+    return pairs, sets
+
+
 # ----------------------------------------------------------------------------------------------- train
+@dataclass
+class _Run:
+    """Everything the loop needs, built by :func:`_setup`."""
+
+    spec: RunSpec
+    run_dir: Path
+    rank: int
+    world: int
+    device: torch.device
+    model: HINet
+    optimizer: torch.optim.Optimizer
+    step_fn: TrainStep
+    loader: DataLoader
+    accumulation: int
+    start: int
+    ckpt_every: int
+    val_sets: dict[str, Dataset]
+    recorder: Recorder | None  # rank 0 only
+    env: dict[str, Any]
+    images_dir: Path | None = None
+    images_limit: int = 0
+    on_validation: Callable[[int, dict], None] | None = None
+    progress: bool = True
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+
 def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: str = "cpu", workers: int = 0,
           micro_batch: int | None = None, ckpt_every: int | None = None, records_path: str | Path | None = None,
           progress: bool = True, run_id: str | None = None,
-          on_validation: Callable[[int, dict], None] | None = None) -> dict:
+          on_validation: Callable[[int, dict], None] | None = None, images_dir: str | Path | None = None,
+          images_limit: int = 3, tensorboard: bool = True) -> dict:
     """Train one run to completion (or resume it). Returns the final validation metrics
-    ``{"<set>/<protocol>/<metric>": value}``. Raises :class:`RunConflictError` / :class:`NonFiniteLossError`.
+    ``{"<set>/<protocol>/<metric>": value}``. Raises :class:`RunConflictError`, :class:`NonFiniteLossError`,
+    :class:`PreflightError` or a data/output error naming the file (all :class:`hinet.errors.UserError` or
+    ValueError/OSError subclasses with one-line messages).
 
-    ``on_validation(step, metrics)``, if given, runs on rank 0 after each validation has been logged
-    (``metrics`` as returned); an exception it raises (e.g. ``optuna.TrialPruned``) ends the run there,
-    before that step's checkpoint, and propagates to the caller. None changes nothing."""
-    from tqdm import tqdm
-
+    ``records_path`` defaults to ``<run_dir>/records.jsonl``; ``run_id`` to the run directory's name.
+    ``images_dir``: the final validation also writes the first ``images_limit`` images of the first
+    validation set (input, target, and this run's output under ``<images_dir>/<variant>/``) for the report's
+    visual comparison grid. ``on_validation(step, metrics)``, if given, runs on rank 0 after each validation
+    has been recorded; an exception it raises (e.g. ``optuna.TrialPruned``) ends the run there (that step's
+    checkpoint is already written) and propagates to the caller.
+    """
     run_dir = Path(run_dir)
+    if (run_dir / DONE).exists():  # finished: never repeated (the spec must still match)
+        _prepare_dir(run_dir, spec, True)
+        try:
+            return json.loads((run_dir / DONE).read_text())["metrics"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise RunConflictError(f"{run_dir / DONE}: unreadable ({rec_message(err)}); delete it to "
+                                   f"validate the run again") from None
+    run = _setup(spec, run_dir, resume=resume, device=device, workers=workers, micro_batch=micro_batch,
+                 ckpt_every=ckpt_every, records_path=records_path, run_id=run_id, tensorboard=tensorboard,
+                 images_dir=images_dir, images_limit=images_limit, on_validation=on_validation, progress=progress)
+    try:
+        _loop(run)
+        return _finish(run)
+    finally:
+        if run.recorder is not None:
+            run.recorder.close()
+
+
+def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: int, micro_batch: int | None,
+           ckpt_every: int | None, records_path: str | Path | None, run_id: str | None, tensorboard: bool,
+           images_dir: str | Path | None, images_limit: int, on_validation, progress: bool) -> _Run:
+    """Validate the run directory, run the preflight, build the model, optimiser, data and recorder."""
+    from .data.patches import PatchDataset
+
     rank, world, local_rank = _dist()
     dev = _resolve_device(device, local_rank)
     r = spec.recipe
-    if (run_dir / "done.json").exists():  # finished: never repeated (the spec must still match)
-        _prepare_dir(run_dir, spec, True)
-        return json.loads((run_dir / "done.json").read_text())["metrics"]
     do_resume = _prepare_dir(run_dir, spec, resume)
-    per_process = r.batch_size // world
     if r.batch_size % world:
-        raise ValueError(f"global batch {r.batch_size} is not divisible by {world} processes")
+        raise PreflightError(f"global batch {r.batch_size} is not divisible by {world} processes")
+    per_process = r.batch_size // world
     micro = min(micro_batch or per_process, per_process)
-    if per_process % micro:
-        raise ValueError(f"per-process batch {per_process} is not divisible by micro-batch {micro}")
+    if micro < 1 or per_process % micro:
+        raise PreflightError(f"--micro-batch {micro_batch}: expected a divisor of the per-process batch "
+                             f"{per_process}")
     accum = per_process // micro
+    records_path = Path(records_path) if records_path is not None else run_dir / "records.jsonl"
+    images = Path(images_dir) if images_dir is not None else None
+    pairs, val_sets = preflight(spec, run_dir, records_path, images if rank == 0 else None)
     commit, dirty = rec.git_info()
-    env = {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": str(dev),
-           "world_size": world, "micro_batch": micro, "accumulation": accum}
+    env = {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": _device_label(dev),
+           "world_size": world, "micro_batch": micro, "accumulation": accum,
+           "config_hash": rec.config_hash(spec.to_dict())}
     if rank == 0:
         _write_config(run_dir, spec, env)
         if accum > 1:
             print(f"[hinet.train] keeping the recipe's global batch {r.batch_size}: {world} process(es) x "
-                  f"{accum} accumulation step(s) x micro-batch {micro}")
+                  f"{accum} accumulation step(s) x micro-batch {micro}", flush=True)
 
-    torch.manual_seed(spec.seed)  # identical initial weights on every process
+    torch.manual_seed(spec.seed)  # identical initial weights on every process (and across variants' shapes)
     model = HINet(spec.model).to(dev)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -251,20 +479,17 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
         set_inplace_activations(model, spec.inplace_act)
     opt = torch.optim.Adam(model.parameters(), lr=r.lr, betas=r.betas, weight_decay=r.weight_decay)
     start = 0
-    ckpt_path = run_dir / "checkpoints" / "last.pth"
     if do_resume:
-        state = torch.load(ckpt_path, map_location=dev, weights_only=True)
+        state = _load_training_state(run_dir / CHECKPOINT, dev)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         start = int(state["step"])
-    net = model
+    net: Any = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     criterion = MultiStageLoss(make_loss(r.loss, r.loss_weight))
-
-    from .data.patches import PatchDataset
-
-    pairs = training_pairs(spec)
+    step_fn = TrainStep(net, criterion, opt, grad_clip=r.grad_clip, precision=spec.precision,
+                        channels_last=spec.channels_last)
     n = len(pairs)
     epochs = math.ceil(r.total_iters * r.batch_size / n) + 1
     patches = PatchDataset(pairs, r.crop, augment={"none": None}.get(r.augment, r.augment), length=n * epochs,
@@ -272,82 +497,117 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
     sampler = StepSampler(n, r.batch_size, start, r.total_iters, spec.seed, rank, world)
     loader = DataLoader(patches, batch_size=micro, sampler=sampler, num_workers=workers,
                         pin_memory=dev.type == "cuda", persistent_workers=False)
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[spec.precision]
-    autocast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else nullcontext()
-    scaler = torch.amp.GradScaler(dev.type, enabled=spec.precision == "fp16")
-    ckpt_every = ckpt_every or r.val_every
+    recorder = None
+    if rank == 0:
+        recorder = Recorder.open(spec, run_dir, records_path, run_id or run_dir.name, env, tensorboard)
+        if start == 0:
+            from .complexity import ptflops_macs
 
-    def checkpoint(step: int) -> None:
-        if rank == 0:
-            atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step}, ckpt_path)
+            probe = HINet(spec.model).eval()  # counted on a CPU copy: the trained model stays where it is
+            recorder.model_size(count_parameters(probe), ptflops_macs(probe, (256, 256), spec.model.in_channels))
+    return _Run(spec, run_dir, rank, world, dev, model, opt, step_fn, loader, accum, start,
+                ckpt_every or r.val_every, val_sets, recorder, env, images, images_limit, on_validation, progress)
 
-    def validate(step: int) -> dict:  # rank 0 only
-        results = validate_model(model, spec, dev)
-        for res in results:
-            _log(run_dir, {"step": step, "split": "val", "set": res.dataset, "protocol": res.protocol,
-                           **res.metrics})
-        metrics = {f"{res.dataset}/{res.protocol}/{k}": v for res in results for k, v in res.metrics.items()}
-        if on_validation is not None:  # hook for hyper-parameter search (hinet.tune): report / prune
-            on_validation(step, metrics)
-        return metrics
 
-    model.train()
-    bar = tqdm(total=r.total_iters, initial=start, disable=not progress or rank != 0, desc=spec.variant, unit="it")
-    it = iter(loader)
-    running = torch.zeros((), device=dev)
+def _load_training_state(path: Path, device: torch.device) -> dict:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        return {"model": state["model"], "optimizer": state["optimizer"], "step": int(state["step"])}
+    except Exception as err:  # torch raises many types for a torn or foreign file
+        raise RunConflictError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to restart the "
+                               f"run from step 0") from None
+
+
+def _loop(run: _Run) -> None:
+    """Steps ``start .. total_iters``: log, checkpoint, then validate, at their periods."""
+    from tqdm import tqdm
+
+    r = run.spec.recipe
+    bar = tqdm(total=r.total_iters, initial=run.start, disable=not run.progress or run.rank != 0,
+               desc=run.spec.variant, unit="it")
+    it = iter(run.loader)
+    running = torch.zeros((), device=run.device)
     t0, seen, window = time.perf_counter(), 0, 0
-    metrics: dict = {}
-    for step in range(start, r.total_iters):
-        for group in opt.param_groups:
+    run.model.train()
+    for step in range(run.start, r.total_iters):
+        for group in run.optimizer.param_groups:
             group["lr"] = lr_at(r, step)
-        for j in range(accum):
-            degraded, clean, _ = next(it)
-            degraded = degraded.to(dev, non_blocking=True)
-            clean = clean.to(dev, non_blocking=True)
-            if spec.channels_last:
-                degraded = degraded.contiguous(memory_format=torch.channels_last)
-            sync = net.no_sync() if world > 1 and j < accum - 1 else nullcontext()
-            with sync, autocast:
-                loss = criterion(net(degraded), clean) / accum
-            scaler.scale(loss).backward()
-            running += loss.detach()
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), r.grad_clip)
-        scaler.step(opt)
-        scaler.update()
-        opt.zero_grad(set_to_none=True)
+        micro = [(d, c) for d, c, _ in (next(it) for _ in range(run.accumulation))]
+        running += run.step_fn(micro)
         seen += r.batch_size
         window += 1
         done = step + 1
-        if done % r.log_every == 0 or done == r.total_iters or done % ckpt_every == 0:
-            loss_value = _mean_over_processes(running, world) / window  # the only host sync of a step
+        last = done == r.total_iters
+        ckpt_due = done % run.ckpt_every == 0 or last
+        if done % r.log_every == 0 or ckpt_due:
+            loss_value = _mean_over_processes(running, run.world) / window  # the only host sync of a step
             running.zero_()
             if not math.isfinite(loss_value):
                 raise NonFiniteLossError(f"loss became {loss_value} before step {done}; the last good "
-                                         f"checkpoint {ckpt_path} (if any) is kept")
-            elapsed = time.perf_counter() - t0
-            line = {"step": done, "split": "train", "loss": loss_value, "lr": lr_at(r, step),
-                    "images_per_s": seen / elapsed}
+                                         f"checkpoint {run.checkpoint_path} (if any) is kept")
+            values = {"loss": loss_value, "lr": lr_at(r, step), "images_per_s": seen / (time.perf_counter() - t0)}
             t0, seen, window = time.perf_counter(), 0, 0
-            if rank == 0:
-                _log(run_dir, line)
+            if run.recorder is not None:
+                run.recorder.train(done, values)
+                if not run.progress:
+                    print(f"[train] {run.spec.variant} step {done}/{r.total_iters} loss {loss_value:.5f} "
+                          f"lr {values['lr']:.3g} {values['images_per_s']:.1f} img/s", flush=True)
             bar.set_postfix(loss=f"{loss_value:.4f}")
         bar.update(1)
-        if (done % r.val_every == 0 or done == r.total_iters) and rank == 0:
-            metrics = validate(done)
-            model.train()
-        if done % ckpt_every == 0 or done == r.total_iters:
-            checkpoint(done)
+        if ckpt_due:
+            _checkpoint(run, done)  # before any validation of the same step
+        if (done % r.val_every == 0 or last) and run.rank == 0:
+            run.metrics = _validate(run, done, final=last)
+            run.model.train()
     bar.close()
-    if rank == 0 and not metrics:  # resumed at the very end
-        metrics = validate(r.total_iters)
-    if rank == 0:
-        save(model, run_dir / "model.pth", meta={"seed": spec.seed, "git_commit": commit})
-        _write_records(spec, run_dir, model, records_path, run_id or run_dir.name, str(dev))
-        tmp = run_dir / "done.json.tmp"
-        tmp.write_text(json.dumps({"metrics": metrics}, indent=2))
-        os.replace(tmp, run_dir / "done.json")
+
+
+def _checkpoint(run: _Run, step: int) -> None:
+    if run.rank == 0:
+        atomic_save({"model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(), "step": step},
+                    run.checkpoint_path)
+
+
+def _validate(run: _Run, step: int, final: bool) -> dict:
+    """Score the validation sets (rank 0), record them, call the hook; returns the flat metrics."""
+    save_dir = run.images_dir if final and run.images_dir is not None and run.images_limit > 0 else None
+    results = evaluate(run.model, run.val_sets, default_protocols(run.spec.recipe.task),
+                       limit=run.spec.recipe.val_limit, device=run.device, progress=False, save_dir=save_dir,
+                       save_limit=run.images_limit, label=run.spec.variant)
+    images = _tensorboard_images(run) if run.recorder is not None and run.recorder.tensorboard is not None else []
+    assert run.recorder is not None
+    run.recorder.validation(step, results, images)
+    metrics = {f"{res.dataset}/{res.protocol}/{k}": v for res in results for k, v in res.metrics.items()}
+    print(f"[val] {run.spec.variant} step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()),
+          flush=True)
+    if run.on_validation is not None:  # hook for hyper-parameter search (hinet.tune): report / prune
+        run.on_validation(step, metrics)
     return metrics
+
+
+def _tensorboard_images(run: _Run, count: int = 2) -> list[tuple[str, torch.Tensor]]:
+    """(name, CHW grid in [0,1]) for the first ``count`` images of the first validation set."""
+    name, ds = next(iter(run.val_sets.items()))
+    out = []
+    with torch.inference_mode():
+        run.model.eval()
+        for index in range(min(count, len(ds))):
+            degraded, clean, image = ds[index]
+            pred = run.model(degraded[None].to(run.device))[-1][0].float().clamp(0, 1).cpu()
+            out.append((f"{name}/{image}", torch.cat([degraded, pred, clean], dim=-1)))  # (3, H, 3W)
+    return out
+
+
+def _finish(run: _Run) -> dict:
+    """Validate if the run was resumed at its very end, save the final network, write done.json."""
+    if run.rank != 0:
+        return {}
+    r = run.spec.recipe
+    if not run.metrics:  # resumed after the final checkpoint (e.g. killed during the final validation)
+        run.metrics = _validate(run, r.total_iters, final=True)
+    save(run.model, run.run_dir / "model.pth", meta={"seed": run.spec.seed, "git_commit": run.env["git_commit"]})
+    atomic_write_text(run.run_dir / DONE, json.dumps({"metrics": run.metrics}, indent=2, allow_nan=False))
+    return run.metrics
 
 
 def _mean_over_processes(value: torch.Tensor, world: int) -> float:
@@ -366,35 +626,6 @@ def validate_model(model: torch.nn.Module, spec: RunSpec, device) -> list:
                     device=device, progress=False)
 
 
-def _write_records(spec: RunSpec, run_dir: Path, model: HINet, path, run_id: str, device: str) -> None:
-    """Turn the run's log into tidy records (train loss curve, validation curves, params and MACs)."""
-    from .complexity import ptflops_macs
-
-    path = Path(path) if path is not None else run_dir / "records.jsonl"
-    stored = json.loads((run_dir / "config.json").read_text())
-    common = dict(run_id=run_id, family=spec.family, variant=spec.variant, seed=spec.seed,
-                  git_commit=stored["git_commit"], git_dirty=stored["git_dirty"],
-                  config_hash=stored["config_hash"], device=device, torch_version=torch.__version__,
-                  synthetic=spec.synthetic, recipe="proxy" if spec.recipe.proxy else "paper", time=rec.utc_now())
-    dataset = "synthetic-" + spec.recipe.task if spec.synthetic else spec.recipe.name
-    out = []
-    for line in map(json.loads, (run_dir / "log.jsonl").read_text().splitlines()):
-        if line["split"] == "train":
-            for key in ("loss", "lr", "images_per_s"):
-                out.append(rec.Record(**common, dataset=dataset, split="train", protocol="train",
-                                      metric=key, value=float(line[key]), step=line["step"]))
-        else:
-            for key in ("psnr", "ssim"):
-                if key in line:
-                    out.append(rec.Record(**common, dataset=line["set"], split="val", protocol=line["protocol"],
-                                          metric=key, value=float(line[key]), step=line["step"]))
-    macs = ptflops_macs(model.cpu().eval(), (256, 256), spec.model.in_channels)
-    for key, value in (("params", count_parameters(model)), ("macs", macs)):
-        out.append(rec.Record(**common, dataset=dataset, split="model", protocol="256x256", metric=key,
-                              value=float(value), step=0))
-    rec.append_records(path, out)
-
-
 # ----------------------------------------------------------------------------------------------- CLI
 def _overrides(items: list[str], cls, flag: str) -> dict:
     """Parse FIELD=VALUE pairs (VALUE as JSON, else a string); unknown fields exit naming them."""
@@ -405,7 +636,7 @@ def _overrides(items: list[str], cls, flag: str) -> dict:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or key not in known:
-            raise SystemExit(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {sorted(known)}")
+            raise UserError(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {sorted(known)}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
@@ -414,71 +645,106 @@ def _overrides(items: list[str], cls, flag: str) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--recipe", default="sidd-proxy", help="recipe name (hinet.recipes.RECIPES)")
-    p.add_argument("--preset", default=None, help="network preset (default: the recipe's)")
-    p.add_argument("--family", default=None, help="ablation family to take --variant from")
-    p.add_argument("--variant", default=None, help="variant name inside --family")
-    p.add_argument("--seed", type=int, default=None, help="default: the recipe's official seed")
-    p.add_argument("--data", default=None, help="dataset directory (default: the synthetic counterpart)")
-    p.add_argument("--train-crops", default=None,
-                   help="train on crops prepared by `python -m hinet.data.prepare` (as the official recipes did)")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
-    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
-    p.add_argument("--micro-batch", type=int, default=None, help="per-step micro-batch (accumulates to the recipe's)")
-    p.add_argument("--iters", type=int, default=None, help="override the recipe's total iterations")
-    p.add_argument("--ckpt-every", type=int, default=None, help="checkpoint period (default: validation period)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--fused-norm", action="store_true", help="fused half instance norm (same numbers, faster)")
-    p.add_argument("--inplace-act", action="store_true", help="in-place LeakyReLU (same numbers, less memory)")
-    p.add_argument("--recipe-set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a recipe field (JSON value), e.g. --recipe-set crop=48; repeatable")
-    p.add_argument("--model-set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="override a network field after proxy scaling, e.g. --model-set width=8; repeatable")
-    p.add_argument("--records", default=None, help="records JSONL to append to (default: <run-dir>/records.jsonl)")
-    p.add_argument("--no-progress", action="store_true")
-    a = p.parse_args(argv)
+def with_iters(r: Recipe, iters: int) -> Recipe:
+    """The recipe shortened (or lengthened) to ``iters`` steps, keeping warm-up and validation inside it."""
+    if iters < 1:
+        raise UserError(f"--iters {iters}: expected a positive number of training steps")
+    return replace(r, total_iters=iters, warmup_iters=min(r.warmup_iters, iters - 1), val_every=min(r.val_every, iters))
+
+
+def spec_from_args(a: argparse.Namespace) -> RunSpec:
+    """The run spec of an ad-hoc command line (recipe, preset, overrides, seed, data, fast switches)."""
     r = recipe(a.recipe)
     if a.iters is not None:
-        r = replace(r, total_iters=a.iters, warmup_iters=min(r.warmup_iters, a.iters - 1),
-                    val_every=min(r.val_every, a.iters))
-    if a.family:
-        from ablations import family
-
-        variants = family(a.family).VARIANTS
-        if a.variant not in variants:
-            raise SystemExit(f"unknown variant {a.variant!r} of family {a.family!r}; "
-                             f"expected one of {sorted(variants)}")
-        cfg, fam, var = variants[a.variant], a.family, a.variant
-    else:
-        cfg, fam, var = preset(a.preset or r.preset), "adhoc", a.preset or r.preset
+        r = with_iters(r, a.iters)
+    name = a.preset or r.preset
+    cfg = preset(name)
     try:
         r = replace(r, **_overrides(a.recipe_set, Recipe, "--recipe-set"))
     except (TypeError, ValueError) as err:
-        raise SystemExit(f"hinet.train: --recipe-set: {err}") from None
+        raise UserError(f"--recipe-set: {err}") from None
     net = r.network(cfg)
     model_set = _overrides(a.model_set, HINetConfig, "--model-set")
     try:  # width/depth go through scaled() so that a partial HIN range follows the depth
         net = scaled(net, width=model_set.pop("width", net.width), depth=model_set.pop("depth", net.depth))
         net = replace(net, **model_set)
-    except ValueError as err:
-        raise SystemExit(f"hinet.train: --model-set: {err}") from None
-    spec = RunSpec(r, net, r.seed if a.seed is None else a.seed, a.data, fam, var, a.precision,
+    except (TypeError, ValueError) as err:
+        raise UserError(f"--model-set: {err}") from None
+    return RunSpec(r, net, r.seed if a.seed is None else a.seed, a.data, "adhoc", name, a.precision,
                    a.channels_last, a.train_crops, a.fused_norm, a.inplace_act)
-    try:
+
+
+SPEC_FLAGS = ("recipe", "preset", "seed", "data", "train_crops", "iters", "precision", "channels_last", "fused_norm",
+              "inplace_act", "recipe_set", "model_set")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hinet.train", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--spec", default=None, help="a complete run spec (JSON of RunSpec.to_dict()); excludes the\n"
+                   "spec flags below (--recipe ... --model-set)")
+    p.add_argument("--recipe", default=None, help="recipe name (hinet.recipes.RECIPES; default sidd-proxy)")
+    p.add_argument("--preset", default=None, help="network preset (default: the recipe's)")
+    p.add_argument("--seed", type=int, default=None, help="default: the recipe's official seed")
+    p.add_argument("--data", default=None, help="dataset directory (default: the synthetic counterpart)")
+    p.add_argument("--train-crops", default=None,
+                   help="train on crops prepared by `python -m hinet.data.prepare` (as the official recipes did)")
+    p.add_argument("--iters", type=int, default=None, help="override the recipe's total iterations")
+    p.add_argument("--precision", default=None, choices=sorted(PRECISIONS))
+    p.add_argument("--channels-last", action="store_true", default=None)
+    p.add_argument("--fused-norm", action="store_true", default=None,
+                   help="fused half instance norm (same numbers, faster)")
+    p.add_argument("--inplace-act", action="store_true", default=None,
+                   help="in-place LeakyReLU (same numbers, less memory)")
+    p.add_argument("--recipe-set", action="append", default=None, metavar="FIELD=VALUE",
+                   help="override a recipe field, e.g. --recipe-set crop=48; repeatable")
+    p.add_argument("--model-set", action="append", default=None, metavar="FIELD=VALUE",
+                   help="override a network field after proxy scaling, e.g. --model-set csff=false; repeatable")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--run-id", default=None, help="run id in the records (default: the run directory's name)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its last checkpoint")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--micro-batch", type=int, default=None, help="per-step micro-batch (accumulates to the recipe's)")
+    p.add_argument("--ckpt-every", type=int, default=None, help="checkpoint period (default: validation period)")
+    p.add_argument("--records", default=None, help="records JSONL to append to (default: <run-dir>/records.jsonl)")
+    p.add_argument("--images-dir", default=None, help="the final validation writes comparison images here")
+    p.add_argument("--images-limit", type=int, default=3, help="images written to --images-dir")
+    p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    return p
+
+
+def resolve_spec(a: argparse.Namespace) -> RunSpec:
+    if a.spec is not None:
+        given = [f"--{k.replace('_', '-')}" for k in SPEC_FLAGS if getattr(a, k) not in (None, [])]
+        if given:
+            raise UserError(f"--spec {a.spec}: the spec is complete; drop {', '.join(given)}")
+        return load_spec(a.spec)
+    a.recipe = a.recipe or "sidd-proxy"
+    a.precision = a.precision or "fp32"
+    for k in ("channels_last", "fused_norm", "inplace_act"):
+        setattr(a, k, bool(getattr(a, k)))
+    a.recipe_set, a.model_set = a.recipe_set or [], a.model_set or []
+    return spec_from_args(a)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+
+    def body() -> int:
+        spec = resolve_spec(a)
         metrics = train(spec, a.run_dir, resume=a.resume, device=a.device, workers=a.workers,
                         micro_batch=a.micro_batch, ckpt_every=a.ckpt_every, records_path=a.records,
-                        progress=not a.no_progress)
-    except (RunConflictError, NonFiniteLossError, DatasetError, DatasetNotFoundError) as err:
-        raise SystemExit(f"hinet.train: {err}") from None
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps(metrics, indent=2))
-    return metrics
+                        progress=not a.no_progress, run_id=a.run_id, images_dir=a.images_dir,
+                        images_limit=a.images_limit, tensorboard=not a.no_tensorboard)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(json.dumps(metrics, indent=2, allow_nan=False))
+        return 0
+
+    return run_command("hinet.train", body, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -42,8 +42,11 @@ def relative_weight_difference(a_dir: Path, b_dir: Path) -> float:
 
 
 def losses(run_dir: Path) -> list[float]:
-    lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [x["loss"] for x in lines if x["split"] == "train"]
+    """The run's training-loss curve, as the trainer recorded it (latest value per step)."""
+    from hinet.records import read_records
+
+    df = read_records(run_dir / "records.jsonl")
+    return df[(df["split"] == "train") & (df["metric"] == "loss")].sort_values("step")["value"].tolist()
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
@@ -77,8 +80,10 @@ def test_conflicting_run_directory_is_refused(tmp_path):
     assert other.returncode != 0 and "holds another run" in other.stderr
     again = run(train_cmd(tmp_path / "r", "--iters", "2", "--seed", "0"))  # finished: not repeated
     assert json.loads(again.stdout[again.stdout.index("{"):])  # prints the stored final metrics
-    lines = (tmp_path / "r" / "log.jsonl").read_text().splitlines()
-    assert sum(json.loads(x)["split"] == "train" for x in lines) == 2
+    from hinet.records import read_records
+
+    df = read_records(tmp_path / "r" / "records.jsonl", all_versions=True)  # every row ever written
+    assert ((df["split"] == "train") & (df["metric"] == "loss")).sum() == 2
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
