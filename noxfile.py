@@ -52,7 +52,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(venv_backend="none", default=False)
 def ablate(session: nox.Session) -> None:
     """Run an ablation grid (default: components on synthetic denoising, proxy scale), then the report."""
-    run(session, "-m", "hinet.ablate", *session.posargs)
+    run(session, "-m", "ablations", *session.posargs)
 
 
 @nox.session(venv_backend="none", default=False)

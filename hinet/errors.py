@@ -22,8 +22,10 @@ USAGE = 2  # exit code of every user error (argparse uses the same)
 INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT
 
 
-class UserError(Exception):
-    """A mistake in the input of a command: the message names the file or field; no traceback is shown."""
+class UserError(ValueError):
+    """A mistake in the input of a command: the message names the file or field; no traceback is shown.
+
+    A ValueError, so that library callers that catch bad values catch these too."""
 
 
 # Raised by the library with messages written for the user (file or field named). Anything else is a bug.

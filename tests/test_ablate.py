@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ablations import FAMILIES
-from hinet import ablate
+from ablations import run as ablate
 from hinet.records import read_records
 
 

@@ -1,0 +1,265 @@
+"""Run many training runs: one process per run, queued over CPU slots or GPUs, with a progress bar.
+
+The grid knows nothing about ablation families: it takes complete run specs (:class:`GridRun`, each a
+:class:`hinet.train.RunSpec` with its run directory and records file) and hands each one by value to
+``python -m hinet.train --spec <run_dir>/spec.json``. Finished runs (``done.json``) are skipped, started
+ones (a checkpoint) resumed, so an interrupted grid continues where it stopped.
+
+Devices: on CPU, ``parallel`` runs share the cores (``OMP_NUM_THREADS`` = cores / parallel each). With
+``gpus`` (e.g. ``["0", "1", "2", "3"]``) the GPUs are cut into slots of ``gpus_per_run``; each run gets
+one slot through ``CUDA_VISIBLE_DEVICES`` and the rest wait in the queue; a slot of several GPUs runs
+the trainer under ``torchrun --nproc-per-node K`` (the trainer keeps the recipe's global batch). The
+device set of a run is in its ``config.json`` and in every record's ``device`` field.
+
+Ctrl-C (or SIGTERM) stops the children (SIGINT, then SIGKILL after a grace period): each run keeps its
+last checkpoint, written atomically, and the next call resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .atomic import atomic_write_text, ensure_dir
+from .errors import UserError
+from .train import CHECKPOINT, DONE, RunSpec
+
+TRAIN_ENTRY: tuple[str, ...] = ("-m", "hinet.train")
+GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One run of a grid: its id, directory, complete spec and where its records go."""
+
+    run_id: str
+    run_dir: Path
+    spec: RunSpec
+    records: Path
+    images_dir: Path | None = None  # the final validation writes comparison images here
+    options: tuple[str, ...] = ()  # further hinet.train flags that do not change the numbers (device, workers)
+
+    @property
+    def spec_path(self) -> Path:
+        return self.run_dir / "spec.json"
+
+    def status(self) -> str:
+        """``done`` (done.json), ``started`` (a checkpoint) or ``new``."""
+        if (self.run_dir / DONE).exists():
+            return "done"
+        if (self.run_dir / CHECKPOINT).exists():
+            return "started"
+        return "new"
+
+    def train_args(self) -> list[str]:
+        """The hinet.train arguments of this run (after writing its spec file with :meth:`write_spec`)."""
+        args = ["--spec", str(self.spec_path), "--run-dir", str(self.run_dir), "--run-id", self.run_id,
+                "--records", str(self.records), "--no-progress", *self.options]
+        if self.images_dir is not None:
+            args += ["--images-dir", str(self.images_dir)]
+        return args + (["--resume"] if self.status() == "started" else [])
+
+    def write_spec(self) -> Path:
+        ensure_dir(self.run_dir)
+        return atomic_write_text(self.spec_path, json.dumps(self.spec.to_dict(), indent=2, sort_keys=True))
+
+
+def parse_gpus(text: str | None, available: int | None = None) -> list[str]:
+    """``all`` -> every visible GPU id; ``0,1,3`` -> those ids; None/empty -> [] (CPU)."""
+    if not text:
+        return []
+    if text == "all":
+        if available is None:
+            import torch
+
+            available = torch.cuda.device_count()
+        if available == 0:
+            raise UserError("--gpus all: no CUDA device is visible")
+        return [str(i) for i in range(available)]
+    ids = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in ids) or len(set(ids)) != len(ids):
+        raise UserError(f"--gpus {text!r}: expected 'all' or distinct GPU ids separated by commas, e.g. 0,1,2")
+    return ids
+
+
+def gpu_slots(gpus: Sequence[str], per_run: int) -> list[tuple[str, ...]]:
+    """Cut ``gpus`` into slots of ``per_run`` GPUs each (left-over GPUs stay idle, with a note)."""
+    if per_run < 1:
+        raise UserError(f"--gpus-per-run {per_run}: expected a positive number")
+    if len(gpus) < per_run:
+        raise UserError(f"--gpus-per-run {per_run}: only {len(gpus)} GPU(s) given ({','.join(gpus) or 'none'})")
+    slots = [tuple(gpus[i:i + per_run]) for i in range(0, len(gpus) - per_run + 1, per_run)]
+    left = len(gpus) - per_run * len(slots)
+    if left:
+        print(f"[grid] {left} GPU(s) left idle: {len(gpus)} is not a multiple of --gpus-per-run {per_run}",
+              flush=True)
+    return slots
+
+
+def command(run: GridRun, slot: tuple[str, ...], entry: Sequence[str] = TRAIN_ENTRY) -> list[str]:
+    """The command line of ``run`` in ``slot``: the trainer, under torchrun when the slot has several GPUs."""
+    if len(slot) > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={len(slot)}",
+                *entry, *run.train_args()]
+    return [sys.executable, *entry, *run.train_args()]
+
+
+@dataclass
+class _Progress:
+    total: int
+    enabled: bool
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    started: float = field(default_factory=time.time)
+    durations: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, desc="[grid] runs", unit="run", disable=not self.enabled,
+                        bar_format="{desc}: {n}/{total} |{bar}| {elapsed}<{remaining} {postfix}")
+        self._show()
+
+    def _show(self) -> None:
+        self.bar.set_postfix_str(f"done {self.done}, running {self.running}, failed {self.failed}")
+
+    def start(self) -> None:
+        with self.lock:
+            self.running += 1
+            self._show()
+
+    def finish(self, ok: bool, seconds: float) -> None:
+        with self.lock:
+            self.running -= 1
+            self.done += ok
+            self.failed += not ok
+            self.durations.append(seconds)
+            self._show()
+            self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_local(runs: Sequence[GridRun], *, parallel: int = 1, gpus: Sequence[str] = (), gpus_per_run: int = 1,
+              threads: int | None = None, entry: Sequence[str] = TRAIN_ENTRY, progress: bool = True,
+              ) -> list[tuple[GridRun, int]]:
+    """Run each run as its own process; returns ``(run, exit code)`` in the order given.
+
+    CPU: ``parallel`` at a time, ``threads`` intra-op threads each (default cores / parallel). GPUs: one
+    run per slot of ``gpus_per_run`` GPUs (``parallel`` is ignored). Each child's output goes to
+    ``<run_dir>/stdout.log``.
+    """
+    slots: list[tuple[str, ...]] = gpu_slots(list(gpus), gpus_per_run) if gpus else [()] * max(1, parallel)
+    threads = threads or max(1, (os.cpu_count() or 1) // len(slots))
+    base_env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    free: queue.Queue[tuple[str, ...]] = queue.Queue()
+    for slot in slots:
+        free.put(slot)
+    todo: queue.Queue[int] = queue.Queue()
+    for i in range(len(runs)):
+        todo.put(i)
+    codes: dict[int, int] = {}
+    children: dict[int, subprocess.Popen] = {}
+    stopping = threading.Event()
+    bar = _Progress(len(runs), progress)
+
+    def worker() -> None:
+        while not stopping.is_set():
+            try:
+                i = todo.get_nowait()
+            except queue.Empty:
+                return
+            slot = free.get()
+            run = runs[i]
+            env = dict(base_env)
+            if slot:
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(slot)
+            run.write_spec()
+            t0 = time.time()
+            bar.start()
+            with open(run.run_dir / "stdout.log", "a") as log:
+                proc = subprocess.Popen(command(run, slot, entry), env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # Ctrl-C reaches the grid, which stops children
+                children[i] = proc
+                codes[i] = proc.wait()
+            del children[i]
+            free.put(slot)
+            bar.finish(codes[i] == 0, time.time() - t0)
+            if codes[i] != 0 and not stopping.is_set():
+                bar.bar.write(f"[grid] {run.run_id}: FAILED (exit {codes[i]}), see {run.run_dir}/stdout.log")
+
+    pool = [threading.Thread(target=worker, daemon=True) for _ in slots]
+    for t in pool:
+        t.start()
+    try:
+        while any(t.is_alive() for t in pool):
+            for t in pool:
+                t.join(timeout=0.2)
+    except KeyboardInterrupt:
+        stopping.set()
+        _stop(list(children.values()))
+        bar.close()
+        raise
+    bar.close()
+    return [(run, codes.get(i, -1)) for i, run in enumerate(runs)]
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """SIGINT every child's process group, wait up to :data:`GRACE_S`, then SIGKILL what is left."""
+    for p in procs:
+        try:
+            os.killpg(p.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + GRACE_S
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    print(f"[grid] interrupted: stopped {len(procs)} run(s); their last checkpoints are kept, run the same "
+          f"command again to resume", file=sys.stderr, flush=True)
+
+
+def slurm_job(argv: list[str], gpus: int) -> int:
+    """Body of one Slurm job: hinet.train, under torchrun when the job has several GPUs."""
+    if gpus > 1:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={gpus}",
+               *TRAIN_ENTRY, *argv]
+    else:
+        cmd = [sys.executable, *TRAIN_ENTRY, *argv]
+    return subprocess.call(cmd)
+
+
+def run_submitit(runs: Sequence[GridRun], folder: Path, *, cluster: str | None, gpus: int, partition: str | None,
+                 timeout_min: int, cpus: int) -> list[tuple[GridRun, int]]:
+    """Submit one job per run with submitit (``cluster='local'`` runs them as local processes)."""
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    params = dict(timeout_min=timeout_min, cpus_per_task=cpus, name="hinet-grid")
+    if cluster != "local":
+        params.update(gpus_per_node=gpus, tasks_per_node=1, nodes=1)
+        if partition:
+            params["slurm_partition"] = partition
+    executor.update_parameters(**params)
+    for run in runs:
+        run.write_spec()
+    jobs = [executor.submit(slurm_job, run.train_args(), gpus) for run in runs]
+    print(f"[grid] submitted {len(jobs)} job(s): {', '.join(str(j.job_id) for j in jobs[:5])}...", flush=True)
+    return [(run, job.result()) for run, job in zip(runs, jobs)]
