@@ -27,10 +27,11 @@ retry resumes the dead trial's run directory from its last checkpoint. Give work
 ``--seed`` values (or none): workers with one seed propose the same first trials. On a multi-GPU node
 give each worker its own GPU (``CUDA_VISIBLE_DEVICES=i``); ``--threads`` splits CPU cores.
 
-Outputs: each trial trains in ``<runs-dir>/optuna-<study>-t<number>`` and, when it completes, appends
-standard records (family ``optuna``, variant ``<study>-t<number>``, recipe ``proxy``, synthetic flag)
-to ``<results>/records/optuna.jsonl``; pruned trials keep their curves in the run's ``log.jsonl`` and
-in the study. ``tune_figures`` writes ``<results>/figures/optuna_<study>_{history,importances}.png``
+Outputs: each trial trains in ``<runs-dir>/optuna-<study>-t<number>``; its trainer writes standard
+records as it goes (family ``optuna``, variant ``<study>-t<number>``, recipe ``proxy``, synthetic flag)
+to ``<results>/records/optuna.jsonl`` (a pruned trial's rows end at the step where it was pruned), and
+the objective takes each validation's PSNR from the trainer's ``on_validation`` hook.
+``tune_figures`` writes ``<results>/figures/optuna_<study>_{history,importances}.png``
 and ``<results>/tables/optuna_<study>.csv`` (``--report-only`` rebuilds just these).
 """
 
@@ -181,16 +182,15 @@ def objective_protocol(task: str, name: str | None = None) -> str:
     return protocol(task, name).name
 
 
-def validation_psnr(log_path: Path, proto: str, step: int) -> float:
-    """Mean PSNR (dB) over the validation sets of protocol ``proto`` logged at ``step`` in a run's
-    ``log.jsonl`` (the last line per set wins, so a resumed run's repeated validations count once)."""
-    per_set: dict[str, float] = {}
-    for line in map(json.loads, log_path.read_text().splitlines()):
-        if line["split"] == "val" and line["step"] == step and line["protocol"] == proto:
-            per_set[line["set"]] = float(line["psnr"])
-    if not per_set:
-        raise ValueError(f"{log_path}: no validation PSNR of protocol {proto!r} at step {step}")
-    return sum(per_set.values()) / len(per_set)
+def validation_psnr(metrics: dict[str, float], proto: str, source: str = "validation") -> float:
+    """Mean PSNR (dB) over the validation sets of protocol ``proto`` in the trainer's metrics
+    ``{"<set>/<protocol>/<metric>": value}`` (what ``hinet.train.train`` returns and passes to its
+    ``on_validation`` hook)."""
+    suffix = f"/{proto}/psnr"
+    values = [v for k, v in metrics.items() if k.endswith(suffix)]
+    if not values:
+        raise ValueError(f"{source}: no validation PSNR of protocol {proto!r} (got {sorted(metrics)})")
+    return sum(values) / len(values)
 
 
 @dataclass(frozen=True)
@@ -226,17 +226,16 @@ class Objective:
             trial.set_user_attr(key, value)
         spec = trial_spec(self.recipe, params, seed=self.seed, data=self.data, variant=f"{self.study}-t{number}")
         resume = (run_dir / "checkpoints" / "last.pth").exists() and not (run_dir / "done.json").exists()
-        train(spec, run_dir, resume=resume, device=self.device, records_path=self.records, progress=False,
-              run_id=run_id, on_validation=self._reporter(trial, run_dir))
-        return validation_psnr(run_dir / "log.jsonl", self.protocol, self.recipe.total_iters)
+        final = train(spec, run_dir, resume=resume, device=self.device, records_path=self.records,
+                      progress=False, run_id=run_id, on_validation=self._reporter(trial), tensorboard=False)
+        return validation_psnr(final, self.protocol, f"{run_dir} final validation")
 
-    def _reporter(self, trial: optuna.Trial, run_dir: Path) -> Callable[[int, dict], None]:
+    def _reporter(self, trial: optuna.Trial) -> Callable[[int, dict], None]:
         total = self.recipe.total_iters
 
         def on_validation(step: int, metrics: dict) -> None:
-            # train()'s metrics dict is keyed "<set>/<metric>" only, so with two protocols (denoising)
-            # the later one wins there; the run's log keeps the protocol, so read the PSNR from it.
-            value = validation_psnr(run_dir / "log.jsonl", self.protocol, step)
+            # the trainer's own metrics of this validation (it recorded them already): no file is re-read
+            value = validation_psnr(metrics, self.protocol, f"validation at step {step}")
             trial.report(value, step)
             # Pruning at the last validation would only throw the finished result away.
             if step < total and trial.should_prune():

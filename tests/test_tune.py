@@ -35,11 +35,21 @@ def tiny_objective(tmp_path: Path, study: str, *, iters: int = 4, val_every: int
     return tune.Objective(study, recipe, SPACE, tmp_path / "runs", tmp_path / "records.jsonl", seed=0)
 
 
-def val_steps(run_dir: Path) -> list[int]:
-    import json
+def val_steps(records: Path, run_id: str) -> list[int]:
+    """Every validation the trainer recorded for the run (all versions: a repeated step counts twice)."""
+    df = read_records(records, all_versions=True)
+    df = df[(df["run_id"] == run_id) & (df["split"] == "val") & (df["protocol"] == "denoise/clamped")
+            & (df["metric"] == "psnr")]
+    return df["step"].tolist()
 
-    lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [x["step"] for x in lines if x["split"] == "val" and x["protocol"] == "denoise/clamped"]
+
+def recorded_psnr(records: Path, run_id: str, step: int) -> float:
+    """Mean denoise/clamped PSNR over the validation sets, as recorded by the trainer at ``step``."""
+    df = read_records(records)
+    df = df[(df["run_id"] == run_id) & (df["split"] == "val") & (df["protocol"] == "denoise/clamped")
+            & (df["metric"] == "psnr") & (df["step"] == step)]
+    assert len(df) >= 1
+    return float(df["value"].mean())
 
 
 # ----------------------------------------------------------------------------------------------- CLI study
@@ -59,10 +69,11 @@ def test_cli_study_completes_on_sqlite_with_records_and_report(cli_study):
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
-    for t in trials:  # objective = final denoise/clamped PSNR in the run's log
+    records_path = tmp / "results" / "records" / "optuna.jsonl"
+    for t in trials:  # objective = final denoise/clamped PSNR as the trainer recorded it
         run_dir = tmp / "runs" / f"optuna-s-t{t.number}"
         assert t.user_attrs["run_dir"] == str(run_dir) and (run_dir / "done.json").is_file()
-        assert t.value == pytest.approx(tune.validation_psnr(run_dir / "log.jsonl", "denoise/clamped", 4))
+        assert t.value == pytest.approx(recorded_psnr(records_path, f"optuna-s-t{t.number}", 4))
         assert set(t.intermediate_values) == {1, 2, 3, 4}  # the proxy validates every iters/4 = 1 steps
     records = read_records(tmp / "results" / "records" / "optuna.jsonl")
     assert set(records["variant"]) == {"s-t0", "s-t1", "s-t2"}
@@ -145,9 +156,9 @@ def test_median_pruner_stops_a_trial_below_the_median(tmp_path):
     assert trial.state == TrialState.PRUNED
     run_dir = tmp_path / "runs" / "optuna-p-t1"
     # reported through train()'s on_validation hook at the first validation, then stopped there
-    assert trial.intermediate_values == {1: pytest.approx(tune.validation_psnr(run_dir / "log.jsonl",
-                                                                               "denoise/clamped", 1))}
-    assert val_steps(run_dir) == [1] and not (run_dir / "done.json").exists()
+    assert trial.intermediate_values == {1: pytest.approx(recorded_psnr(tmp_path / "records.jsonl", "optuna-p-t1",
+                                                                        1))}
+    assert val_steps(tmp_path / "records.jsonl", "optuna-p-t1") == [1] and not (run_dir / "done.json").exists()
 
 
 def test_last_validation_is_reported_but_never_pruned(tmp_path):
@@ -168,12 +179,12 @@ def test_retried_trial_resumes_the_dead_trials_run(tmp_path, monkeypatch):
     objective = tiny_objective(tmp_path, "r")
     original = tune.Objective._reporter
 
-    def crashing(self, trial, run_dir):
-        report = original(self, trial, run_dir)
+    def crashing(self, trial):
+        report = original(self, trial)
 
         def on_validation(step, metrics):
             report(step, metrics)
-            if step == 2:  # dies after validating step 2, before its checkpoint; step 1's is on disk
+            if step == 2:  # dies after validating step 2; its checkpoint was written before the validation
                 raise Crash
 
         return on_validation
@@ -187,13 +198,12 @@ def test_retried_trial_resumes_the_dead_trials_run(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RetryHeartbeatStaleTrialCallback(max_retry=1, inherit_intermediate_values=True)(study, dead)
-    with pytest.warns(UserWarning, match="step=2. is already reported"):  # inherited, then validated again
-        study.optimize(objective, n_trials=1)
+    study.optimize(objective, n_trials=1)  # inherits steps 1-2, validates 3 and 4
     retry = study.trials[1]
     run_dir = tmp_path / "runs" / "optuna-r-t0"
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     assert retry.user_attrs["run_dir"] == str(run_dir) and not (tmp_path / "runs" / "optuna-r-t1").exists()
-    assert val_steps(run_dir) == [1, 2, 2, 3, 4]  # resumed from the step-1 checkpoint
+    assert val_steps(tmp_path / "records.jsonl", "optuna-r-t0") == [1, 2, 3, 4]  # resumed from step 2's checkpoint
     assert set(retry.intermediate_values) == {1, 2, 3, 4}
     assert set(read_records(tmp_path / "records.jsonl")["variant"]) == {"r-t0"}
 
