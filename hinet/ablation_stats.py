@@ -406,12 +406,21 @@ def power_two_sided(effect_over_se: float | np.ndarray, dof: float | np.ndarray,
     (noncentral t, both tails, as statsmodels ``TTestPower``)."""
     crit = stats.t.ppf(1 - alpha / 2, dof)
     nc = np.asarray(effect_over_se, dtype=float)
-    return stats.nct.sf(crit, dof, nc) + stats.nct.cdf(-crit, dof, nc)
+    lower = np.nan_to_num(stats.nct.sf(crit, dof, -nc), nan=0.0)  # = cdf(-crit, dof, nc); scipy may give NaN
+    return stats.nct.sf(crit, dof, nc) + lower  # for a negligible tail far out, hence the guard
 
 
 def _nc_for_power(dof: float, alpha: float, power: float) -> float:
     """Noncentrality (effect / SE) at which the two-sided t test has ``power``."""
-    return float(optimize.brentq(lambda nc: power_two_sided(nc, dof, alpha) - power, 0.0, 100.0, xtol=1e-10))
+    def gap(nc: float) -> float:
+        return float(power_two_sided(nc, dof, alpha)) - power
+
+    hi = 8.0
+    while gap(hi) < 0:  # power rises with nc; scipy's nct is unreliable far out, so widen the bracket gradually
+        hi *= 2
+        if hi > 1e4:
+            return math.inf
+    return float(optimize.brentq(gap, 0.0, hi, xtol=1e-10))
 
 
 def minimum_detectable_effect(components: VarianceComponents, n_seeds: int | None = None,
@@ -449,7 +458,8 @@ def seeds_needed(components: VarianceComponents, delta: float, alpha: float = 0.
 
 # ------------------------------------------------------------------------------------------- verdicts
 def _fmt(x: float) -> str:
-    return f"{x:.2f}"
+    text = f"{x:.2f}"
+    return "0.00" if text == "-0.00" else text
 
 
 def _fmt_p(p: float) -> str:
