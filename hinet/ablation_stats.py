@@ -26,7 +26,7 @@ independence across seeds and across images, approximate normality (the Satterth
 for the small S used here; the tests check coverage by simulation). With set means (or a single image) the test
 set is fixed and the analysis is the paired t test over seeds (df = S - 1): inference is about this test set.
 
-**Multiplicity**: Holm across the comparisons of a family (statsmodels ``multipletests``).
+**Multiplicity**: Holm across the comparisons of a family (:func:`holm`, checked against statsmodels).
 
 **Equivalence** (TOST): H0 |mu| >= delta is rejected at level alpha iff both one-sided t tests reject, i.e. iff
 the (1 - 2 alpha) interval (90% for alpha 0.05) from the same estimate, SE and df lies inside (-delta, delta).
@@ -42,12 +42,14 @@ statsmodels ``TTestPower`` (checked in the tests).
 
 **Sequential seeds** (written by hand: statsmodels has no group-sequential boundaries). Seeds are run in rounds;
 look k uses the first ``looks[k]`` seeds (in increasing seed order) and information fraction
-``t_k = looks[k] / looks[-1]``. Efficacy (H0: mu = 0, two-sided) uses the Lan-DeMets O'Brien-Fleming-like
-spending function ``alpha(t) = 2 - 2 Phi(z_{1 - alpha/2} / sqrt(t))``; the boundaries c_k solve
+``t_k = looks[k] / looks[-1]``. Efficacy (H0: mu = 0, two-sided, symmetric) spends alpha / 2 per tail with the
+Lan-DeMets O'Brien-Fleming-like function ``a(t) = 2 - 2 Phi(z_{1 - a/2} / sqrt(t))`` of one-sided level a (the
+convention of group-sequential software; 4 equal looks at 0.05 give 4.333, 2.963, 2.359, 2.014); the boundaries
+c_k solve
 ``P(|Z_j| < c_j for j < k, |Z_k| >= c_k) = alpha(t_k) - alpha(t_{k-1})`` under the canonical joint distribution
 ``corr(Z_j, Z_k) = sqrt(t_j / t_k)``, computed by numerical integration of the score process on a grid
 (Armitage-McPherson-Rowe recursion, Simpson weights). Each of the two one-sided tests of TOST uses the one-sided
-spending ``2 - 2 Phi(z_{1 - alpha} / sqrt(t))`` the same way; equivalence is declared at the first look where
+spending of level alpha the same way; equivalence is declared at the first look where
 both cross, i.e. where ``mean ± e_k SE`` lies inside (-delta, delta). Because the variance is estimated, a z
 boundary is used through its nominal level: the t statistic with the look's Satterthwaite df is compared with
 the t quantile of the same tail probability. Why this controls type I error: (1) each boundary sequence has
@@ -60,11 +62,17 @@ applied to all looks so far (the sequentially rejective group-sequential Bonferr
 Bretz 2013, a shortcut of a closed test whose intersection tests are weighted Bonferroni group-sequential
 tests). (4) With an image variance component the true information fraction ``Var(mean at K) / Var(mean at k)``
 exceeds seeds/max seeds (the image term is shared by all looks), so successive statistics are more correlated
-than assumed, which makes the boundaries conservative (Slepian's inequality, per tail). The small-sample t
-conversion is approximate; the tests check the error rate by simulation.
+than assumed, which makes the boundaries conservative (Slepian's inequality, per tail). The boundaries are exact
+for z statistics (known variance); the t conversion is approximate with few seeds. Simulated (40000 one-level
+replications, nominal 0.05; the fixed-sample t test in the same draws in brackets): false significance 0.054
+(0.052) with looks 3, 6, 9, 12 seeds, 0.053 (0.051) with 4, 8, 12, 0.052 (0.051) with 5, 10; false equivalence at
+the margin 0.054, 0.053, 0.051; power within 1 point of the fixed design. Start at 4 or more seeds where
+possible.
 
-Everything here is numpy/scipy/statsmodels; written by hand: the crossed-ANOVA variance components and their
-Satterthwaite df, the power solve for that df, the group-sequential boundaries and decision rule, the verdicts.
+Written by hand (numpy/scipy underneath): the crossed-ANOVA variance components and their Satterthwaite df, the
+power solve for that df, the group-sequential boundaries and decision rule, the verdicts, and Holm's adjustment
+(statsmodels' is slow, see :func:`holm`). statsmodels serves as the reference in the tests (``multipletests``,
+``ttost_paired``, ``TTestPower``).
 """
 
 from __future__ import annotations
@@ -77,7 +85,6 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
-from statsmodels.stats.multitest import multipletests
 
 DEFAULT_MARGINS: Mapping[str, float] = {"paper": 0.05, "proxy": 0.1}  # dB, equivalence margin by training scale
 REQUIRED_COLUMNS: tuple[str, ...] = ("run_id", "variant", "seed", "value")
@@ -228,11 +235,12 @@ def _check_frame(df: pd.DataFrame, need_step: bool = False) -> None:
     if bad.any():
         raise ValueError(f"ablation data: column value has {int(bad.sum())} non-finite or non-numeric entries "
                          f"(first {df['value'][bad].iloc[0]!r}); expected finite numbers")
-    seeds = df["seed"]
-    if seeds.isna().any() or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                     for v in seeds.tolist()):
-        bad_seed = next(v for v in seeds.tolist() if v is None or not isinstance(v, (int, np.integer))
-                        or isinstance(v, bool))
+    def integral(v: object) -> bool:  # 3 or 3.0 (pandas makes ints float next to a missing value), not True
+        return (isinstance(v, (int, np.integer, float, np.floating)) and not isinstance(v, (bool, np.bool_))
+                and math.isfinite(v) and float(v).is_integer())
+
+    bad_seed = next((v for v in df["seed"].tolist() if not integral(v)), None)
+    if bad_seed is not None or df["seed"].isna().any():
         raise ValueError(f"ablation data: column seed holds {bad_seed!r}; expected integers (no missing seeds)")
     key = ["variant", "seed", *(["image"] if "image" in df.columns else []), *(["step"] if need_step else [])]
     dup = df[df.duplicated(key, keep=False)]
@@ -390,13 +398,18 @@ def equivalence_test(effect: PairedEffect, delta: float, alpha: float = 0.05) ->
     return Equivalence(delta, alpha, p, p_lo, p_up, lo, hi, bool(p < alpha))
 
 
-def holm(p_values: Sequence[float] | np.ndarray, alpha: float = 0.05) -> np.ndarray:
-    """Holm-adjusted p-values (statsmodels ``multipletests``); NaN entries stay NaN and are not counted."""
+def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm-adjusted p-values in [0, 1] (reject at level alpha where adjusted p < alpha); NaN entries stay NaN
+    and are not counted. Written out (step-down: sorted p times m, m-1, ..., running maximum, capped at 1) and
+    tested against statsmodels ``multipletests(method="holm")``, whose Holm branch calls ``gc.collect()`` on every
+    call (about 0.3 s in a large process, once per step of a report)."""
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
-    ok = ~np.isnan(p)
-    if ok.any():
-        out[ok] = multipletests(p[ok], alpha=alpha, method="holm")[1]
+    ok = np.flatnonzero(~np.isnan(p))
+    if len(ok):
+        order = ok[np.argsort(p[ok], kind="stable")]
+        m = len(order)
+        out[order] = np.minimum(np.maximum.accumulate(p[order] * np.arange(m, 0, -1)), 1.0)
     return out
 
 
@@ -444,9 +457,11 @@ def seeds_needed(components: VarianceComponents, delta: float, alpha: float = 0.
         return math.nan
     if minimum_detectable_effect(components, max_seeds, alpha=alpha, power=power) > delta:
         return math.inf
-    lo, hi = 2, max_seeds  # MDE decreases with the number of seeds: bisect for the first that reaches delta
-    if minimum_detectable_effect(components, lo, alpha=alpha, power=power) <= delta:
-        return float(lo)
+    if minimum_detectable_effect(components, 2, alpha=alpha, power=power) <= delta:
+        return 2.0
+    lo, hi = 2, 4  # MDE decreases with the number of seeds: double until delta is reached, then bisect
+    while hi < max_seeds and minimum_detectable_effect(components, hi, alpha=alpha, power=power) > delta:
+        lo, hi = hi, min(2 * hi, max_seeds)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if minimum_detectable_effect(components, mid, alpha=alpha, power=power) <= delta:
@@ -468,7 +483,7 @@ def _fmt_p(p: float) -> str:
 
 def verdict_text(difference: float, ci_low: float, ci_high: float, p_holm: float, significant: bool,
                  equivalent: bool, delta: float, needed: float, n_seeds: int, tost_p: float = math.nan,
-                 unit: str = "dB", higher_is_better: bool = True) -> str:
+                 unit: str = "dB", higher_is_better: bool = True, power: float = 0.8) -> str:
     """The verdict in words (see the module docstring); ``needed`` is :func:`seeds_needed` for ``delta``."""
     u = f" {unit}" if unit else ""
     if significant:
@@ -486,7 +501,7 @@ def verdict_text(difference: float, ci_low: float, ci_high: float, p_holm: float
         return f"inconclusive: more seeds cannot resolve ±{delta:g}{u} with these images ({detail})"
     if needed > n_seeds:
         return f"inconclusive: about {int(needed)} seeds needed ({detail})"
-    return f"inconclusive: {detail}; {n_seeds} seeds give 80% power at ±{delta:g}{u}, neither shown"
+    return f"inconclusive: {detail}; {n_seeds} seeds give {power:.0%} power at ±{delta:g}{u}, neither shown"
 
 
 def _resolve_delta(delta: float | None, scale: str | None) -> float:
@@ -526,9 +541,9 @@ def verdict_table(df: pd.DataFrame, reference: str = "full", *, delta: float | N
                          f"{sorted(df['variant'].unique())}")
     effects = [paired_effect(df, v, reference) for v in names]
     tosts = [equivalence_test(e, d_margin, alpha) if np.isfinite(e.se) else None for e in effects]
-    p_holm = holm([e.p for e in effects], alpha)
+    p_holm = holm([e.p for e in effects])
     tost_p = np.array([t.p if t else math.nan for t in tosts])
-    tost_holm = holm(tost_p, alpha)
+    tost_holm = holm(tost_p)
     rows = []
     for e, ph, tp, tph in zip(effects, p_holm, tost_p, tost_holm):
         c = e.components
@@ -542,7 +557,7 @@ def verdict_table(df: pd.DataFrame, reference: str = "full", *, delta: float | N
             ci_high=e.ci_high, p=e.p, p_holm=ph, delta=d_margin, tost_p=tp, equivalent=equivalent, mde=mde,
             seeds_needed=need, n_seeds=e.n_seeds, n_images=e.n_images, var_seed=c.seed, var_image=c.image,
             verdict=verdict_text(e.difference, e.ci_low, e.ci_high, ph, significant, equivalent, d_margin, need,
-                                 e.n_seeds, tph if holm_equivalence else tp, unit, higher_is_better),
+                                 e.n_seeds, tph if holm_equivalence else tp, unit, higher_is_better, power),
             significant=significant, se=e.se, dof=e.dof, var_resid=c.resid, seed_share=share["seed"],
             image_share=share["image"], tost_p_holm=tph, note=e.note))
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))

@@ -146,6 +146,11 @@ def test_holm_matches_statsmodels_and_keeps_nans():
     np.testing.assert_allclose(got[ok], expected)
     assert np.isnan(got[2])
     np.testing.assert_allclose(got[ok], [0.04, 0.09, 0.09, 0.2, 0.005])  # by hand: sorted 0.001*5, 0.01*4, ...
+    np.testing.assert_allclose(A.holm([0.5, 0.6, 0.01]), [1.0, 1.0, 0.03])  # capped at 1
+    rng = np.random.default_rng(20)
+    for m in (1, 2, 7):
+        p = rng.uniform(0, 0.1, m)
+        np.testing.assert_allclose(A.holm(p), multipletests(p, method="holm")[1])
 
 
 @pytest.mark.parametrize("shift,delta", [(0.0, 0.1), (0.05, 0.1), (-0.12, 0.1), (0.02, 0.05)])
@@ -349,7 +354,8 @@ def test_verdict_table_wording_and_columns():
     assert 0.2 < -loss["difference"] < 0.3
     gain = t.loc["wider"]
     assert gain["significant"] and 0.25 < gain["difference"] < 0.35
-    assert gain["verdict"].startswith(f"gains {gain['difference']:.2f} dB [{gain['ci_low']:.2f}, {gain['ci_high']:.2f}]")
+    expected = f"gains {gain['difference']:.2f} dB [{gain['ci_low']:.2f}, {gain['ci_high']:.2f}] (Holm p"
+    assert gain["verdict"].startswith(expected)
     assert t.loc["sam_off", "verdict"].startswith("equivalent within ±0.1 dB (TOST p")
     assert t.loc["sam_off", "equivalent"] and not t.loc["sam_off", "significant"]
     hin = t.loc["hin_off"]
@@ -399,5 +405,11 @@ def test_bad_input_is_one_clear_error():
     two_runs.loc[0, "run_id"] = "other"
     with pytest.raises(ValueError, match="comes from several runs"):
         A.verdict_table(two_runs, scale="paper")
+    missing_seed = df.assign(seed=df["seed"].astype(float))
+    missing_seed.loc[5, "seed"] = np.nan
+    with pytest.raises(ValueError, match="column seed holds nan; expected integers"):
+        A.verdict_table(missing_seed, scale="paper")
+    as_float = A.verdict_table(df.assign(seed=df["seed"].astype(float)), scale="paper")
+    pd.testing.assert_frame_equal(as_float, A.verdict_table(df, scale="paper"))
     with pytest.raises(ValueError, match="SequentialPlan.looks"):
         A.SequentialPlan((1, 3), delta=0.1)
