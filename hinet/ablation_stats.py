@@ -20,7 +20,7 @@ hold) and ``e_si ~ (0, var_resid)`` (seed-by-image interaction). The estimate is
 (E MS_seed = var_resid + I var_seed, E MS_image = var_resid + S var_image, E MS_resid = var_resid), each floored
 at zero, so Var(mean) = (MS_seed + MS_image - MS_resid) / (S I) when both components are positive and otherwise
 the larger single mean square over S I (never below MS_resid / (S I)). The interval is a t interval with
-Satterthwaite degrees of freedom for that linear combination of mean squares, clipped to [.., S I - 1]. The
+Satterthwaite degrees of freedom for that linear combination of mean squares (at most S I - 1). The
 p-value is the matching two-sided t test of H0: mu = 0. Assumptions: balanced complete table, additive effects,
 independence across seeds and across images, approximate normality (the Satterthwaite approximation is good
 for the small S used here; the tests check coverage by simulation). With set means (or a single image) the test
@@ -45,18 +45,19 @@ look k uses the first ``looks[k]`` seeds (in increasing seed order) and informat
 ``t_k = looks[k] / looks[-1]``. Efficacy (H0: mu = 0, two-sided, symmetric) spends alpha / 2 per tail with the
 Lan-DeMets O'Brien-Fleming-like function ``a(t) = 2 - 2 Phi(z_{1 - a/2} / sqrt(t))`` of one-sided level a (the
 convention of group-sequential software; 4 equal looks at 0.05 give 4.333, 2.963, 2.359, 2.014); the boundaries
-c_k solve
-``P(|Z_j| < c_j for j < k, |Z_k| >= c_k) = alpha(t_k) - alpha(t_{k-1})`` under the canonical joint distribution
+c_k solve ``P(|Z_j| < c_j for j < k, |Z_k| >= c_k) = alpha(t_k) - alpha(t_{k-1})`` (alpha(t): the total spent
+by t) under the canonical joint distribution
 ``corr(Z_j, Z_k) = sqrt(t_j / t_k)``, computed by numerical integration of the score process on a grid
 (Armitage-McPherson-Rowe recursion, Simpson weights). Each of the two one-sided tests of TOST uses the one-sided
-spending of level alpha the same way; equivalence is declared at the first look where
-both cross, i.e. where ``mean ± e_k SE`` lies inside (-delta, delta). Because the variance is estimated, a z
+spending of level alpha the same way; equivalence is declared at the first look where both cross, i.e. where
+``mean ± e_k SE`` lies inside (-delta, delta). The looks and the maximum number of seeds are fixed in advance
+(:class:`SequentialPlan`); changing them after seeing data voids the guarantee. Because the variance is estimated, a z
 boundary is used through its nominal level: the t statistic with the look's Satterthwaite df is compared with
 the t quantile of the same tail probability. Why this controls type I error: (1) each boundary sequence has
 total crossing probability alpha for its null; for TOST, at |mu| = delta only one one-sided test is at its null
-and requiring both to cross lowers the probability further. (2) Stopping a variant for the other reason
-(equivalence after significance was not reached, or vice versa) only removes rejection opportunities, like
-non-binding futility stopping. (3) Across the variants of a family, efficacy is Holm-like: the level alpha / m
+and requiring both to cross lowers the probability further. (2) A variant declared equivalent gets no
+later efficacy looks, and one declared significant no later seeds: stopping only removes rejection opportunities,
+like non-binding futility stopping. (3) Across the variants of a family, efficacy is Holm-like: the level alpha / m
 of each open hypothesis grows to alpha / (m - r) once r are rejected, and boundaries for the new level are
 applied to all looks so far (the sequentially rejective group-sequential Bonferroni procedure of Maurer &
 Bretz 2013, a shortcut of a closed test whose intersection tests are weighted Bonferroni group-sequential
