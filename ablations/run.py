@@ -31,9 +31,14 @@ DATASET_TASK = {"sidd": "denoise", "gopro": "deblur", "rain13k": "derain"}
 TASK_DATASET = {v: k for k, v in DATASET_TASK.items()}
 
 
-def images_folder(fam: str, dataset: str, recipe_kind: str, synthetic: bool) -> Path:
+def results_root(records: Path) -> Path:
+    """The results folder a records file belongs to: ``results/records/x.jsonl`` -> ``results``."""
+    return records.parent.parent
+
+
+def images_folder(results: Path, fam: str, dataset: str, recipe_kind: str, synthetic: bool) -> Path:
     """Where the comparison images of a grid go (read by the report's visual grid)."""
-    return Path("results/images") / f"{fam}_{dataset}_{recipe_kind}_{'synthetic' if synthetic else 'real'}"
+    return results / "images" / f"{fam}_{dataset}_{recipe_kind}_{'synthetic' if synthetic else 'real'}"
 
 
 def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, records: Path, *,
@@ -84,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-run", type=int, default=1, help="GPUs per run (torchrun inside the slot)")
     p.add_argument("--loader-workers", type=int, default=0, help="data-loader processes per run")
     p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--records", default=None, help="default: results/records/<family>.jsonl")
+    p.add_argument("--records", default=None, help="default: results/records/<family>.jsonl; the report and the\n"
+                   "comparison images go to the folder above its folder (results/)")
     p.add_argument("--launcher", default="local", choices=["local", "slurm", "submitit-local"])
     p.add_argument("--slurm-partition", default=None)
     p.add_argument("--slurm-time", type=int, default=72 * 60, help="minutes per job")
@@ -105,7 +111,7 @@ def _main(a: argparse.Namespace) -> int:
     records = Path(a.records or f"results/records/{a.family}.jsonl")
     gpus = parse_gpus(a.gpus)
     device = "cuda" if gpus else a.device
-    shots = images_folder(a.family, dataset, a.recipe, a.data is None)
+    shots = images_folder(results_root(records), a.family, dataset, a.recipe, a.data is None)
     runs = plan(a.family, dataset, a.recipe, a.seeds, Path(a.runs_dir), records, data=a.data, device=device,
                 iters=a.iters, variants=a.variants, loader_workers=a.loader_workers, train_crops=a.train_crops,
                 images=a.images, images_dir=shots)
@@ -126,7 +132,7 @@ def _main(a: argparse.Namespace) -> int:
     if not a.no_report:
         from hinet.report import main as report_main
 
-        report_main(["--records", str(records.parent)])
+        report_main(["--records", str(records.parent), "--out", str(results_root(records))])
     return 1 if failed else 0
 
 

@@ -18,6 +18,7 @@ last checkpoint, written atomically, and the next call resumes it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import signal
@@ -115,8 +116,13 @@ def command(run: GridRun, slot: tuple[str, ...], entry: Sequence[str] = TRAIN_EN
 
 @dataclass
 class _Progress:
+    """One bar over the runs (done, running, failed, elapsed, ETA from the finished runs' durations).
+
+    On a terminal a tqdm bar; otherwise (a log file, CI) one plain line per finished run."""
+
     total: int
     enabled: bool
+    slots: int = 1
     done: int = 0
     failed: int = 0
     running: int = 0
@@ -127,12 +133,28 @@ class _Progress:
     def __post_init__(self) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=self.total, desc="[grid] runs", unit="run", disable=not self.enabled,
-                        bar_format="{desc}: {n}/{total} |{bar}| {elapsed}<{remaining} {postfix}")
+        self.tty = self.enabled and sys.stderr.isatty()
+        self.bar = tqdm(total=self.total, desc="[grid] runs", unit="run", disable=not self.tty,
+                        bar_format="{desc}: {n}/{total} |{bar}| {elapsed} {postfix}")
         self._show()
 
+    def eta(self) -> float | None:
+        """Seconds left: mean duration of the finished runs x runs left / parallel slots."""
+        if not self.durations:
+            return None
+        left = self.total - len(self.durations)
+        return sum(self.durations) / len(self.durations) * math.ceil(left / self.slots)
+
+    def line(self) -> str:
+        eta = self.eta()
+        return (f"{len(self.durations)}/{self.total} finished: done {self.done}, running {self.running}, failed "
+                f"{self.failed}; elapsed {_clock(time.time() - self.started)}"
+                + (f", ETA {_clock(eta)}" if eta is not None else ""))
+
     def _show(self) -> None:
-        self.bar.set_postfix_str(f"done {self.done}, running {self.running}, failed {self.failed}")
+        eta = self.eta()
+        self.bar.set_postfix_str(f"done {self.done}, running {self.running}, failed {self.failed}"
+                                 + (f", ETA {_clock(eta)}" if eta is not None else ""))
 
     def start(self) -> None:
         with self.lock:
@@ -147,9 +169,19 @@ class _Progress:
             self.durations.append(seconds)
             self._show()
             self.bar.update(1)
+            if self.enabled and not self.tty:
+                print(f"[grid] {self.line()}", flush=True)
+
+    def write(self, text: str) -> None:
+        self.bar.write(text) if self.tty else print(text, flush=True)
 
     def close(self) -> None:
         self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
 def run_local(runs: Sequence[GridRun], *, parallel: int = 1, gpus: Sequence[str] = (), gpus_per_run: int = 1,
@@ -173,7 +205,7 @@ def run_local(runs: Sequence[GridRun], *, parallel: int = 1, gpus: Sequence[str]
     codes: dict[int, int] = {}
     children: dict[int, subprocess.Popen] = {}
     stopping = threading.Event()
-    bar = _Progress(len(runs), progress)
+    bar = _Progress(len(runs), progress, len(slots))
 
     def worker() -> None:
         while not stopping.is_set():
@@ -198,7 +230,7 @@ def run_local(runs: Sequence[GridRun], *, parallel: int = 1, gpus: Sequence[str]
             free.put(slot)
             bar.finish(codes[i] == 0, time.time() - t0)
             if codes[i] != 0 and not stopping.is_set():
-                bar.bar.write(f"[grid] {run.run_id}: FAILED (exit {codes[i]}), see {run.run_dir}/stdout.log")
+                bar.write(f"[grid] {run.run_id}: FAILED (exit {codes[i]}), see {run.run_dir}/stdout.log")
 
     pool = [threading.Thread(target=worker, daemon=True) for _ in slots]
     for t in pool:
