@@ -1,0 +1,61 @@
+"""Whole-file writes: atomic, umask-honouring, temp files of killed writes removed, errors name the path."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+
+from hinet.atomic import OutputError, atomic_write, atomic_write_text, replacing, stale_temp_files
+
+
+def test_writes_whole_file_with_the_umask_mode(tmp_path):
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        old = os.umask(mask)
+        try:
+            path = atomic_write_text(tmp_path / f"f{mask:o}.json", "{}")
+        finally:
+            os.umask(old)
+        assert stat.S_IMODE(path.stat().st_mode) == mode and path.read_text() == "{}"
+
+
+def test_full_disk_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
+    path = atomic_write_text(tmp_path / "summary.json", "old")
+
+    def fill(fh):
+        fh.write(b"new, partly")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OutputError, match=r"summary\.json: cannot write: No space left on device"):
+        atomic_write(path, fill)
+    assert path.read_text() == "old" and not stale_temp_files(path)
+
+
+def test_temp_files_of_a_killed_write_are_removed_by_the_next_write(tmp_path):
+    path = tmp_path / "last.pth"
+    left = tmp_path / ".last.pth.abc123.tmp"
+    left.write_bytes(b"x" * 1000)  # what a SIGKILL between write and rename leaves
+    other = tmp_path / ".other.pth.abc.tmp"
+    other.write_bytes(b"y")
+    atomic_write_text(path, "weights")
+    assert not left.exists() and other.exists() and path.read_text() == "weights"
+
+
+def test_replacing_for_writers_that_need_a_file_name(tmp_path):
+    target = tmp_path / "fig.png"
+    with replacing(target) as tmp:
+        assert tmp.parent == tmp_path and tmp.suffix == ".png"
+        tmp.write_bytes(b"png")
+    assert target.read_bytes() == b"png" and not stale_temp_files(target)
+    with pytest.raises(RuntimeError), replacing(target) as tmp:
+        tmp.write_bytes(b"torn")
+        raise RuntimeError("the plotting library failed")
+    assert target.read_bytes() == b"png" and not stale_temp_files(target)
+
+
+def test_unwritable_folder_names_the_path(tmp_path):
+    (tmp_path / "out").write_text("a file in the way")
+    with pytest.raises(OutputError, match="out: cannot create folder"):
+        atomic_write_text(tmp_path / "out" / "table.md", "x")
