@@ -1,6 +1,8 @@
 """Which encoder levels carry HIN (official ``hin_position_left..right``). The SIDD/Rain13k networks
-normalise levels 0..4, the released GoPro/REDS networks only 3..4; the paper-era GoPro setting is not
-published (hinet-reference A.4).
+normalise levels 0..4, the released GoPro/REDS networks only 3..4 (``hin_position_left: 3`` in
+megvii-model/HINet ``options/test/GoPro/HINet.yml``); the maintainers attribute the GoPro gain of the
+released model over the paper (32.77 vs 32.71 dB) to that position (HINet issues #22 and #26), so the
+paper-era setting is not published.
 
 Run: ``nox -s ablate -- --family hin_position --dataset gopro``.
 """

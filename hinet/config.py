@@ -156,7 +156,8 @@ PRESETS: dict[str, HINetConfig] = {
     "rain13k": SIDD_1X,
     # NTIRE 2021 deblur extension ("deeper, wider"): our reading is twice the width plus one extra
     # residual block per encoder/decoder level, with the deblur HIN range. The exact recipe is not
-    # published (hinet-reference B.3).
+    # published: the maintainers describe it only as "deeper, wider, ensemble, test-time augmentation"
+    # (megvii-model/HINet issue #5; paper section 4.4).
     "ntire": replace(SIDD_1X, width=128, norm_levels=(3, 4), extra_blocks=1),
 }
 

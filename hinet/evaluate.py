@@ -1,6 +1,7 @@
 """Evaluation protocols as data, tiled / full-image inference, test-time augmentation and ensembles.
 
-Each published table was scored its own way (hinet-reference section C); a :class:`Protocol` records
+Each published table was scored its own way (megvii-model/HINet ``basicsr/test.py``, ``basicsr/metrics/
+psnr_ssim.py`` and the test YAMLs; MPRNet's MATLAB ``evaluate_*.m`` scripts); a :class:`Protocol` records
 every choice so that a number always travels with the protocol that produced it:
 
 * denoise/official: HINet's SIDD path: raw float output (no clamp, no rounding) against GT/255, RGB

@@ -1,8 +1,9 @@
-"""Training recipes as code: the official ones (hinet-reference section B) and CPU-sized proxies.
+"""Training recipes as code: the official ones (megvii-model/HINet ``options/train/{SIDD,GoPro,Rain13k}/HINet.yml``
+with ``basicsr/train.py`` and ``basicsr/models/image_restoration_model.py``) and CPU-sized proxies.
 
 A recipe fixes everything but the network: optimiser, schedule, loss, data, batch and crop, and the
 evaluation protocol of its validation. ``proxy(recipe)`` keeps the recipe's kind (loss, betas, warm-up
-shape, augmentation) and shrinks iterations, batch, crop, and the network (width / 8, depth - 2), so
+shape, augmentation) and shrinks iterations, batch, crop, and the network (width / 4, depth - 2), so
 that an ablation grid finishes on a laptop CPU. Proxy results are labelled "proxy" everywhere.
 """
 

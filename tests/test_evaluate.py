@@ -42,7 +42,7 @@ def conv1x1(seed: int = 0) -> nn.Module:
 
 
 @pytest.mark.parametrize(("length", "tile", "expected"), [
-    (720, 256, [0, 232, 464]),  # hinet-reference C.1: 3 rows at stride 232
+    (720, 256, [0, 232, 464]),  # official grids(): 3 rows at stride 232
     (1280, 256, [0, 256, 512, 768, 1024]),  # 5 columns at stride 256
     (200, 256, [0]),  # shorter than a tile: taken whole
     (256, 256, [0]),
@@ -122,7 +122,8 @@ def test_ensemble_is_the_mean_of_the_models() -> None:
 
 # -------------------------------------------------------------------------------------------- scoring
 
-# What each protocol must compute, written with hinet.metrics directly (hinet-reference C.1 / C.2).
+# What each protocol must compute, written with hinet.metrics directly
+# (megvii-model/HINet basicsr/test.py; MPRNet evaluate_*.m).
 _EXPECTED = {
     "denoise/official": lambda p, t: {"psnr": metrics.psnr(p, t, peak="auto")},
     "denoise/clamped": lambda p, t: metrics.score(p.clamp(0, 1), t, quantize_uint8=False),

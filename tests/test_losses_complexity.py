@@ -57,7 +57,8 @@ def test_conv_macs_closed_form_for_one_conv():
 
 
 def test_reference_conv_macs_of_the_published_networks():
-    # hinet-reference A.5: 157.6 G conv MACs at 1x3x256x256 for width 64, a quarter of that for width 32
+    # conv-only MACs at 1x3x256x256 of the official networks (counted on megvii-model/HINet hinet_arch.py):
+    # 157.6 G for width 64, a quarter of that for width 32
     for name, giga in (("sidd-1x", 157.6), ("sidd-0.5x", 39.5)):
         with torch.device("meta"):
             model = HINet(PRESETS[name])
