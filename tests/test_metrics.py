@@ -9,7 +9,7 @@ import torch
 from conftest import FIXTURES
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from benchmarks.bench_scoring import numpy_psnr_ssim, synthetic_blocks, to_tensor
+from benchmarks.speed.bench_scoring import numpy_psnr_ssim, synthetic_blocks, to_tensor
 from hinet import metrics
 from hinet.metrics import MetricInputError, psnr, quantize, score, ssim, to_y
 
