@@ -232,6 +232,9 @@ def test_speed_turns_a_real_benchmark_report_into_records(tmp_path) -> None:
     columns = {v: (d, dev) for v, d, dev in zip(df["variant"], df["dataset"], df["device"])}
     assert columns["test_tiny_ratio"] == ("2x3x8x8", "cuda:1")  # dataset = the timed input, device = where
     assert columns["test_batched_torch"] == ("unspecified", "cpu")
+    cases = ("test_tiny_ratio", "test_tiny_ratio:eager", "test_batched_torch")
+    runs = {f"bench-test/bench_scoring::{v}" for v in cases}
+    assert set(df["run_id"]) == runs  # one run per benchmark case and timed path
     assert got[("test_tiny_ratio", "ratio")] == 3.0 and got[("test_tiny_ratio", "peak_mb")] == 12.5
     assert got[("test_tiny_ratio:eager", "ms_median")] == 3.1 and ("test_tiny_ratio:eager", "rounds") not in got
     assert got[("test_tiny_ratio", "ms_min")] >= 1.0  # slept 1 ms per round

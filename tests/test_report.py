@@ -62,8 +62,8 @@ def _write_fixture(root):
              family="checkpoint_eval"),
     ]
     append_records(root / "records" / "evals.jsonl", evals)
-    speed = [_rec("speed-1", v, "test", m, val + 0.1 * i, None, None, family="speed", recipe="bench",
-                  dataset="256x256")
+    speed = [_rec(f"speed-{i}-{v}", v, "test", m, val + 0.1 * i, None, None, family="speed", recipe="bench",
+                  dataset="1x3x256x256")  # one run per repetition and benchmark, as benchmarks.speed writes them
              for v in ("full", "no_hin") for i in range(3) for m, val in (("ms_per_iter", 12.0), ("ratio", 1.5))]
     append_records(root / "records" / "speed.jsonl", speed)
     for folder in ("input", "target", "full", "no_hin"):

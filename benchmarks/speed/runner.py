@@ -5,7 +5,8 @@
 then appends one :class:`hinet.records.Record` per number to ``results/records/speed.jsonl``. Speed
 records use the columns so (each column has one meaning):
 
-* family ``speed``, recipe ``bench``, split ``bench``;
+* family ``speed``, recipe ``bench``, split ``bench``; run id ``<invocation>/<module>::<variant>`` (one run
+  per benchmark case and per timed path);
 * dataset = what one timed call processes, the shape ``NxCxHxW`` of its input (``extra_info["input"]``,
   e.g. ``1x3x256x256``; ``unspecified`` when a benchmark does not say); ``synthetic`` is True (every
   benchmark times synthetic inputs: timings do not depend on image content);
@@ -75,7 +76,12 @@ def _ratios(extra: dict) -> dict[str, float]:
 
 
 def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None = None) -> list[rec.Record]:
-    """One Record per number of a pytest-benchmark JSON report (see the module docstring)."""
+    """One Record per number of a pytest-benchmark JSON report (see the module docstring).
+
+    ``run_id`` names the invocation; each record's run id is ``<run_id>/<module>::<variant>``: every
+    benchmark case and every timed path of it is a run of its own, so that no two numbers of one
+    invocation share (run_id, split, dataset, protocol, metric, step).
+    """
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise ValueError("not a pytest-benchmark JSON report: expected a 'benchmarks' list")
     commit, dirty = git if git is not None else rec.git_info(ROOT)
@@ -84,7 +90,7 @@ def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None =
     for bench in data["benchmarks"]:
         extra = bench.get("extra_info", {})
         device = str(extra.get("device", "cpu"))
-        common = dict(run_id=run_id, family="speed", dataset=str(extra.get("input", "unspecified")), split="bench",
+        common = dict(family="speed", dataset=str(extra.get("input", "unspecified")), split="bench",
                       protocol=_module(bench), step=None, seed=None, git_commit=commit, git_dirty=dirty,
                       config_hash=rec.config_hash({"benchmark": bench["fullname"], "params": bench.get("params")}),
                       device=device, torch_version=str(extra.get("torch_version", "unknown")), time=now,
@@ -93,10 +99,11 @@ def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None =
         timed = {f"ms_{k}": 1e3 * float(stats[k]) for k in ("min", "mean", "median", "stddev")}
         timed.update(_ratios(extra))
         timed.update({k: float(v) for k, v in extra.get("metrics", {}).items()})
-        out += rec.make_records(common, timed, variant=name)
+        out += rec.make_records(common, timed, variant=name, run_id=f"{run_id}/{_module(bench)}::{name}")
         for path, numbers in extra.get("paths", {}).items():
             values = {k: float(v) for k, v in numbers.items() if k != "rounds"}
-            out += rec.make_records(common, values, variant=f"{name}:{path}")
+            variant = f"{name}:{path}"
+            out += rec.make_records(common, values, variant=variant, run_id=f"{run_id}/{_module(bench)}::{variant}")
     return out
 
 
