@@ -74,8 +74,8 @@ __all__ = [
     "DPI", "EVAL_SPLITS", "NON_ABLATION_FAMILIES", "NOT_COMPARABLE", "OUTPUTS", "Output", "PAPER_RECIPES",
     "PUBLISHED_COLUMNS", "PUBLISHED_DIR", "QUALITY", "RUN_KEY", "SIZE_PROTOCOLS", "ablation_figure",
     "build_report", "comparison_grid", "curves_figure", "final_quality", "is_paper_kind", "kind_label",
-    "load_published", "macs_figure", "main", "output_for", "published_comparison", "run_table", "t_interval",
-    "tune_figures", "variant_stats", "write_table",
+    "load_published", "macs_figure", "main", "output_for", "published_comparison", "run_table", "speed_report",
+    "t_interval", "tune_figures", "variant_stats", "write_table",
 ]
 
 CHECKPOINT_EVAL = "checkpoint_eval"  # family of the benchmark commands' records (hinet.benchmark)
@@ -152,6 +152,12 @@ def output_for(path: str | Path, out_dir: str | Path = "results") -> Output | No
     return next((o for o in OUTPUTS if o.regex().fullmatch(rel)), None)
 
 
+def speed_report(records: pd.DataFrame, tables: Path, figures: Path) -> list[Path]:
+    """``<tables>/speed.{md,csv,tex}`` and ``<figures>/speed.png`` from family 'speed' records."""
+    return [*write_table(speed_table(records), tables, "speed", "Speed", SPEED_CAPTION),
+            speed_figure(records, figures / "speed.png")]
+
+
 def build_report(records_dir: str | Path = "results/records", out_dir: str | Path = "results",
                  published_dir: str | Path = "results/published", images_dir: str | Path | None = None
                  ) -> list[Path]:
@@ -201,8 +207,7 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
     speed = records["family"] == SPEED
     used |= speed
     if speed.any():
-        written += write_table(speed_table(records[speed]), tables, "speed", "Speed", SPEED_CAPTION)
-        written.append(speed_figure(records[speed], figures / "speed.png"))
+        written += speed_report(records[speed], tables, figures)
 
     images = Path(images_dir) if images_dir is not None else Path(out_dir) / "images"
     if images_dir is not None or images.is_dir():
