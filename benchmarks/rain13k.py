@@ -3,7 +3,7 @@
 Default protocol ``derain/official`` (256x256 tiles, uint8, BT.601 Y PSNR and 2-D SSIM); ``--protocol
 matlab`` is MPRNet's MATLAB scoring (rounded Y, 'valid' SSIM). The Average row is the mean of the five set
 means, as in HINet's Table 3. Real data: ``<root>/test/<set>/{input,target}`` below ``--data``; without it the
-synthetic stand-ins. See :mod:`benchmarks.common` for every option.
+synthetic stand-ins. See :mod:`hinet.benchmark` for every option.
 
     python -m benchmarks.rain13k --data /data --weights HINet-Rain13k.pth
 """
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from benchmarks.common import RAIN13K
-from benchmarks.common import main as run_main
+from hinet.benchmark import RAIN13K
+from hinet.benchmark import main as run_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,13 +5,15 @@ space). Results are one float64 value per image, shape ``(N,)``. PSNR is compute
 float32 with centred moments by default (``dtype=torch.float64`` for the exact value; see :func:`ssim`).
 Batches are processed a cache-sized block of images at a time, so any N works in bounded memory.
 
-Protocols (the number depends on all of these; ``hinet.evaluate.Protocol.describe`` labels them):
+Protocols (the number depends on all of these). This module holds the two metrics only; a whole protocol
+(rounding, clamping, Y conversion and its rounding, SSIM variant, peak) is applied by the one scoring API,
+:func:`hinet.evaluate.score` with a :class:`hinet.evaluate.Protocol`, whose ``describe`` labels them:
 
 - HINet official (``megvii-model/HINet:basicsr/metrics/psnr_ssim.py`` + ``basicsr/test.py``): the output is
   clamped, rounded to uint8 (:func:`quantize`), PSNR in float64 with a peak heuristic, SSIM on RGB as a
   3-D Gaussian window (11x11x11, sigma 1.5, replicate padding, mean over the H x W x 3 volume), and on Y
   as a 2-D Gaussian window with replicate border. Y is BT.601 limited range, float, unrounded.
-  SIDD instead scores the raw float output (``quantize_uint8=False``), PSNR only.
+  SIDD instead scores the raw float output (no rounding), PSNR only.
 - MATLAB (MPRNet's evaluation scripts): ``rgb2ycbcr`` on uint8 rounds Y; SSIM is Zhou Wang's
   ``SSIM_index`` (2-D 11x11 Gaussian, sigma 1.5, 'valid' filtering). MATLAB's built-in ``ssim`` on an RGB
   array (MPRNet deblurring) is the 3-D replicate window, i.e. ``variant="official"`` on RGB.
@@ -382,36 +384,3 @@ def _ssim3d_reference(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     s1, s2, s12 = window(a * a) - mu1**2, window(b * b) - mu2**2, window(a * b) - mu1 * mu2
     ssim_map = ((2 * mu1 * mu2 + _C1) * (2 * s12 + _C2)) / ((mu1**2 + mu2**2 + _C1) * (s1 + s2 + _C2))
     return ssim_map.mean().to(torch.float64)
-
-
-def _resolve_round_y(y_channel: bool, ssim_variant: SsimVariant, round_y: bool | None) -> bool:
-    if round_y is None:
-        return y_channel and ssim_variant == "matlab"
-    return round_y
-
-
-def score(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    *,
-    y_channel: bool = False,
-    crop_border: int = 0,
-    quantize_uint8: bool = True,
-    ssim_variant: SsimVariant = "official",
-    peak: Peak = 1.0,
-    round_y: bool | None = None,
-) -> dict[str, torch.Tensor]:
-    """PSNR and SSIM of a batch under one protocol -> ``{"psnr": (N,), "ssim": (N,)}`` float64.
-
-    pred, target: NCHW RGB in [0, 1]. ``quantize_uint8`` rounds both to uint8 first (official
-    ``use_image``); then ``peak="auto"`` judges pred on the 0..255 scale, as the official code saw it.
-    ``round_y=None`` rounds Y only for the MATLAB variant (its ``rgb2ycbcr`` on uint8).
-    """
-    round_y = _resolve_round_y(y_channel, ssim_variant, round_y)
-    if quantize_uint8:
-        pred, target = quantize(pred), quantize(target)
-    opts = {"y_channel": y_channel, "crop_border": crop_border, "round_y": round_y}
-    return {
-        "psnr": psnr(pred, target, peak=peak, auto_scale=255.0 if quantize_uint8 else 1.0, **opts),
-        "ssim": ssim(pred, target, variant=ssim_variant, **opts),
-    }

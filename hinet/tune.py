@@ -43,8 +43,7 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from .config import HINetConfig, preset
 from .evaluate import DEFAULT_PROTOCOLS, protocol
 from .losses import LOSSES
 from .recipes import RECIPES, TASK_RECIPE, TASKS, Recipe, proxy
+from .report.figures import tune_figures  # the study's report (table and figures) lives with every figure
 
 # Loss weights of the official recipes (PSNR loss 0.5 in GoPro/Rain13k, L1 1.0 in SIDD); Charbonnier
 # has no HINet recipe and takes 1.0 as in MPRNet.
@@ -312,73 +312,6 @@ def load_study(name: str, storage: optuna.storages.BaseStorage, *, settings: dic
             raise StudyMismatchError(f"study {name!r} was created with other settings (stored, given): {diff}; "
                                      f"use another --study name")
     return study
-
-
-# ----------------------------------------------------------------------------------------------- report
-@contextmanager
-def _replacing(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` and move it over ``path`` when the block succeeds: every
-    worker of a study rewrites the same report files at its end, and readers must never see half a file."""
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def tune_figures(study: optuna.Study, out_dir: str | Path) -> list[Path]:
-    """Write the study's report under ``out_dir`` (e.g. ``results``) and return the files written:
-    ``tables/optuna_<study>.csv`` (``study.trials_dataframe()``, one row per trial),
-    ``figures/optuna_<study>_history.png`` (objective per completed trial and best so far; needs one
-    completed trial) and ``figures/optuna_<study>_importances.png`` (parameter importances; needs two
-    completed trials and a parameter that varies among them). Skipped figures are announced."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; never open a window
-    import matplotlib.pyplot as plt
-    from optuna.trial import TrialState
-    from optuna.visualization import matplotlib as ovm
-
-    out_dir = Path(out_dir)
-    stem = f"optuna_{study.study_name}"
-    written = []
-    table = out_dir / "tables" / f"{stem}.csv"
-    table.parent.mkdir(parents=True, exist_ok=True)
-    with _replacing(table) as tmp:
-        study.trials_dataframe().to_csv(tmp, index=False)
-    written.append(table)
-
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    common = set.intersection(*(set(t.params) for t in complete)) if complete else set()
-    varying = [p for p in sorted(common) if len({t.params[p] for t in complete}) > 1]
-    plots = {"history": (ovm.plot_optimization_history, len(complete) >= 1,
-                         "no completed trial"),
-             "importances": (ovm.plot_param_importances, len(complete) >= 2 and bool(varying),
-                             f"{len(complete)} completed trial(s), varying parameters {varying}; needs >= 2 "
-                             f"completed trials with at least one varying parameter")}
-    settings = study.user_attrs.get("settings", {})
-    what = "validation PSNR, dB"
-    if settings:
-        what = (f"{'synthetic' if settings['data'] is None else 'real'} data, {settings['recipe']['name']}, "
-                f"{settings['recipe']['total_iters']} iterations; {settings['protocol']} PSNR, dB")
-    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
-    for name, (plot, ok, why) in plots.items():
-        if not ok:
-            print(f"[hinet.tune] {stem}_{name}.png skipped: {why}")
-            continue
-        with warnings.catch_warnings():  # optuna's matplotlib backend is marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            ax = plot(study)
-        fig = ax.figure
-        fig.suptitle(f"Optuna study {study.study_name}\n(proxy scale; {what})", fontsize=9)
-        fig.tight_layout()
-        path = out_dir / "figures" / f"{stem}_{name}.png"
-        with _replacing(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png", bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
-    return written
 
 
 def summary(study: optuna.Study) -> str:

@@ -9,6 +9,7 @@ Rain13k as ``test/<set>/{input,target}``. Networks are width-4, depth-3 HINets s
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -126,7 +127,7 @@ def test_sidd_synthetic_says_synthetic_everywhere(tmp_path, capsys) -> None:
     assert "not comparable with the published numbers" in out
     assert "39.99" not in out and "pub. PSNR" not in out
     records = read_records(rec)
-    assert set(records["synthetic"]) == {True} and set(records["family"]) == {"benchmark"}
+    assert set(records["synthetic"]) == {True} and set(records["family"]) == {"checkpoint_eval"}
     assert set(records["recipe"]) == {"eval-subset"}  # --limit 2 of 8
     assert set(records["metric"]) == {"psnr", "ssim"}
 
@@ -135,7 +136,8 @@ def test_module_entry_point_runs_as_a_subprocess(tmp_path) -> None:
     js = tmp_path / "g.json"
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.gopro", "--synthetic-size", "32", "--synthetic-count", "1",
-         "--no-progress", "--json", str(js)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+         "--no-progress", "--json", str(js)], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)})  # this checkout's code, not an installed copy
     assert proc.returncode == 0, proc.stderr
     assert "GoPro (synthetic)" in proc.stdout
     assert json.loads(js.read_text())["results"][0]["description"].startswith("deblur/official [tiled256")
@@ -302,10 +304,36 @@ def test_tta_without_weights_is_a_usage_error() -> None:
 
 def test_records_by_default_and_not_with_no_records(tmp_path, capsys) -> None:
     code, _, _ = _run(sidd, ["--limit", "1", "--synthetic-count", "1"], capsys)
-    default = tmp_path / "results" / "records" / "benchmark.jsonl"
+    default = tmp_path / "results" / "records" / "checkpoint_eval.jsonl"
     assert code == 0 and default.is_file()
     df = read_records(default)
-    assert (df["family"] == "benchmark").all() and df["synthetic"].all()
+    assert (df["family"] == "checkpoint_eval").all() and df["synthetic"].all()
     default.unlink()
     code, _, _ = _run(sidd, ["--limit", "1", "--synthetic-count", "1", "--no-records"], capsys)
     assert code == 0 and not default.exists()
+
+
+def test_a_non_finite_metric_is_an_error_naming_it_and_nothing_is_written(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(5)
+    for k in range(2):  # input == target: the degraded input scores PSNR = inf
+        img, _ = _pair(rng, 32, 48)
+        for side in ("input", "target"):
+            (tmp_path / "d" / "GoPro" / "test" / side).mkdir(parents=True, exist_ok=True)
+            write_image(tmp_path / "d" / "GoPro" / "test" / side / f"{k}.png", img)
+    js, rec = tmp_path / "g.json", tmp_path / "r.jsonl"
+    code, _, err = _run(gopro, ["--data", str(tmp_path / "d"), "--json", str(js), "--records", str(rec)], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "'degraded input'" in err and "GoPro, deblur/official" in err and "metrics.psnr: value inf" in err
+    assert not js.exists() and not rec.exists()
+    code, _, err = _run(gopro, ["--data", str(tmp_path / "d"), "--records", str(rec)], capsys)
+    assert code == 2 and "degraded input on GoPro, deblur/official, psnr: value inf" in err and not rec.exists()
+
+
+def test_summary_json_is_strict() -> None:
+    from hinet.benchmark import summary_json
+
+    doc = {"method": "m", "results": [{"dataset": "SIDD", "protocol": "p", "metrics": {"psnr": 30.0, "ssim": 0.9}}]}
+    assert json.loads(summary_json(doc)) == doc
+    doc["results"][0]["metrics"]["ssim"] = float("nan")
+    with pytest.raises(ValueError, match=r"'m': results\[0\] \(SIDD, p\)\.metrics\.ssim: value nan"):
+        summary_json(doc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -122,18 +123,28 @@ def test_ensemble_is_the_mean_of_the_models() -> None:
 
 # -------------------------------------------------------------------------------------------- scoring
 
-# What each protocol must compute, written with hinet.metrics directly
-# (megvii-model/HINet basicsr/test.py; MPRNet evaluate_*.m).
+def _direct(p: torch.Tensor, t: torch.Tensor, *, rounded: bool = False, clamped: bool = False, y: bool = False,
+            round_y: bool = False, variant: str = "official") -> dict[str, torch.Tensor]:
+    """PSNR (peak 1) and SSIM written with hinet.metrics directly: what a protocol's options mean."""
+    if rounded:
+        p, t = metrics.quantize(p), metrics.quantize(t)
+    elif clamped:
+        p = p.clamp(0, 1)
+    return {"psnr": metrics.psnr(p, t, y_channel=y, round_y=round_y),
+            "ssim": metrics.ssim(p, t, y_channel=y, round_y=round_y, variant=variant)}
+
+
+# What each protocol must compute (the official HINet scoring code and MPRNet's MATLAB scripts).
 _EXPECTED = {
     "denoise/official": lambda p, t: {"psnr": metrics.psnr(p, t, peak="auto")},
-    "denoise/clamped": lambda p, t: metrics.score(p.clamp(0, 1), t, quantize_uint8=False),
-    "denoise/matlab": lambda p, t: metrics.score(p.clamp(0, 1), t, quantize_uint8=False),
-    "deblur/official": lambda p, t: metrics.score(p, t),
-    "deblur/full": lambda p, t: metrics.score(p, t),
-    "deblur/matlab": lambda p, t: metrics.score(p, t),
-    "derain/official": lambda p, t: metrics.score(p, t, y_channel=True),
-    "derain/full": lambda p, t: metrics.score(p, t, y_channel=True),
-    "derain/matlab": lambda p, t: metrics.score(p, t, y_channel=True, ssim_variant="matlab", round_y=True),
+    "denoise/clamped": lambda p, t: _direct(p, t, clamped=True),
+    "denoise/matlab": lambda p, t: _direct(p, t, clamped=True),
+    "deblur/official": lambda p, t: _direct(p, t, rounded=True),
+    "deblur/full": lambda p, t: _direct(p, t, rounded=True),
+    "deblur/matlab": lambda p, t: _direct(p, t, rounded=True),
+    "derain/official": lambda p, t: _direct(p, t, rounded=True, y=True),
+    "derain/full": lambda p, t: _direct(p, t, rounded=True, y=True),
+    "derain/matlab": lambda p, t: _direct(p, t, rounded=True, y=True, round_y=True, variant="matlab"),
 }
 
 
@@ -149,6 +160,24 @@ def test_score_equals_the_metrics_under_each_protocol(name: str) -> None:
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=0, atol=1e-12)
     assert set(PROTOCOLS[task]) == {n.split("/")[1] for n in _EXPECTED if n.startswith(task + "/")}
+
+
+def test_one_scoring_api_and_the_y_rounding_comes_from_the_protocol_alone() -> None:
+    # hinet.metrics once had its own score() whose round_y default (on for matlab SSIM on Y) disagreed
+    # with a Protocol's y_round (off unless set): the same pair differed by ~1e-3 SSIM. One API remains.
+    assert not hasattr(metrics, "score")
+    torch.manual_seed(5)
+    target = nn.functional.interpolate(torch.rand(2, 3, 4, 4), size=(32, 32), mode="bilinear")  # smooth, synthetic
+    pred = (target + 0.01 * torch.randn_like(target)).clamp(0, 1)
+    matlab = PROTOCOLS["derain"]["matlab"]
+    assert matlab.y_channel and matlab.y_round and matlab.ssim == "matlab"
+    rounded, unrounded = (score(pred, target, replace(matlab, y_round=r))["ssim"] for r in (True, False))
+    torch.testing.assert_close(rounded, _direct(pred, target, rounded=True, y=True, round_y=True,
+                                                variant="matlab")["ssim"], rtol=0, atol=1e-12)
+    assert (rounded - unrounded).abs().min() > 2e-4  # the rounding is applied, and only when asked for
+    for protos in PROTOCOLS.values():
+        for proto in protos.values():
+            assert proto.y_round <= proto.y_channel, proto.name  # Y rounding only where Y is scored
 
 
 def test_sidd_official_peak_heuristic_adds_48_db_to_a_block_exceeding_one() -> None:

@@ -201,7 +201,7 @@ import time
 
 def test_tiny_ratio(benchmark):
     benchmark.pedantic(time.sleep, args=(0.001,), rounds=3, iterations=1)
-    benchmark.extra_info.update(device="cpu", torch_version="x", ratio=3.0, ratio_median=2.5,
+    benchmark.extra_info.update(device="cuda:1", input="2x3x8x8", torch_version="x", ratio=3.0, ratio_median=2.5,
                                 paths={"eager": {"ms_min": 3.0, "ms_median": 3.1, "ms_mean": 3.2, "rounds": 3}},
                                 metrics={"peak_mb": 12.5})
 
@@ -216,7 +216,7 @@ def test_speed_turns_a_real_benchmark_report_into_records(tmp_path) -> None:
     """Runs pytest-benchmark for real on a tiny module (sleep-based timings) and converts its JSON."""
     import json
 
-    from benchmarks.speed import records_from_json, run_pytest, summary_rows
+    from benchmarks.speed.runner import records_from_json, run_pytest, summary_rows
     from hinet.records import append_records, read_records
 
     bench = tmp_path / "bench_scoring.py"  # named like the real module so its target applies
@@ -229,6 +229,12 @@ def test_speed_turns_a_real_benchmark_report_into_records(tmp_path) -> None:
     df = read_records(tmp_path / "speed.jsonl")
     assert set(df["family"]) == {"speed"} and set(df["recipe"]) == {"bench"} and df["synthetic"].all()
     got = {(v, m): x for v, m, x in zip(df["variant"], df["metric"], df["value"])}
+    columns = {v: (d, dev) for v, d, dev in zip(df["variant"], df["dataset"], df["device"])}
+    assert columns["test_tiny_ratio"] == ("2x3x8x8", "cuda:1")  # dataset = the timed input, device = where
+    assert columns["test_batched_torch"] == ("unspecified", "cpu")
+    cases = ("test_tiny_ratio", "test_tiny_ratio:eager", "test_batched_torch")
+    runs = {f"bench-test/bench_scoring::{v}" for v in cases}
+    assert set(df["run_id"]) == runs  # one run per benchmark case and timed path
     assert got[("test_tiny_ratio", "ratio")] == 3.0 and got[("test_tiny_ratio", "peak_mb")] == 12.5
     assert got[("test_tiny_ratio:eager", "ms_median")] == 3.1 and ("test_tiny_ratio:eager", "rounds") not in got
     assert got[("test_tiny_ratio", "ms_min")] >= 1.0  # slept 1 ms per round

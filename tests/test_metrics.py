@@ -9,9 +9,10 @@ import torch
 from conftest import FIXTURES
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from benchmarks.bench_scoring import numpy_psnr_ssim, synthetic_blocks, to_tensor
+from benchmarks.speed.bench_scoring import numpy_psnr_ssim, synthetic_blocks, to_tensor
 from hinet import metrics
-from hinet.metrics import MetricInputError, psnr, quantize, score, ssim, to_y
+from hinet.evaluate import PROTOCOLS, Protocol, score
+from hinet.metrics import MetricInputError, psnr, quantize, ssim, to_y
 
 DATA = FIXTURES / "metrics"
 
@@ -40,8 +41,8 @@ def pairs() -> list[dict]:
 
 def test_psnr_matches_official_values(pairs):
     for p in pairs:
-        rgb = score(p["pred"], p["gt"], peak="auto")
-        y = score(p["pred"], p["gt"], y_channel=True, peak="auto")
+        rgb = score(p["pred"], p["gt"], Protocol("official-rgb", quantize=True, peak="auto"))
+        y = score(p["pred"], p["gt"], Protocol("official-y", quantize=True, y_channel=True, peak="auto"))
         assert float(rgb["psnr"][0]) == pytest.approx(p["psnr_rgb"], abs=1e-4), p["index"]
         assert float(y["psnr"][0]) == pytest.approx(p["psnr_y"], abs=1e-4), p["index"]
 
@@ -124,10 +125,11 @@ def test_batch_blocks_equal_single_images(monkeypatch):
     torch.manual_seed(0)
     pred = torch.rand(5, 3, 20, 24)  # synthetic
     gt = (pred + 0.1 * torch.randn_like(pred)).clamp(0, 1)
-    whole = score(pred, gt, quantize_uint8=False)
+    float_rgb = Protocol("float-rgb")  # no rounding, peak 1, 3-D SSIM
+    whole = score(pred, gt, float_rgb)
     monkeypatch.setitem(metrics._BLOCK_ELEMS, "cpu", 2 * 3 * 20 * 24)  # blocks of 2, 2, 1 images
-    blocked = score(pred, gt, quantize_uint8=False)
-    single = [score(pred[i : i + 1], gt[i : i + 1], quantize_uint8=False) for i in range(5)]
+    blocked = score(pred, gt, float_rgb)
+    single = [score(pred[i : i + 1], gt[i : i + 1], float_rgb) for i in range(5)]
     for key in ("psnr", "ssim"):
         assert torch.allclose(whole[key], blocked[key], rtol=0, atol=1e-12)
         assert torch.allclose(whole[key], torch.cat([s[key] for s in single]), rtol=0, atol=1e-12)
@@ -206,7 +208,7 @@ def test_to_y_limited_range_and_matlab_rounding():
 
 def test_score_keys():
     x = torch.rand(1, 3, 16, 16)  # synthetic
-    out = score(x, x.flip(-1), y_channel=True, ssim_variant="matlab")
+    out = score(x, x.flip(-1), PROTOCOLS["derain"]["matlab"])
     assert set(out) == {"psnr", "ssim"} and all(v.dtype == torch.float64 and v.shape == (1,) for v in out.values())
     manual = ssim(quantize(x), quantize(x.flip(-1)), y_channel=True, variant="matlab", round_y=True)
     assert torch.equal(out["ssim"], manual)

@@ -40,8 +40,8 @@ def _write_fixture(root):
     for v, level in VARIANTS.items():
         for s in SEEDS:
             run = f"SIDD-{v}-s{s}"
-            recs = [_rec(run, v, "model", "params", 1000.0 + 10 * len(v), 0, s),
-                    _rec(run, v, "model", "macs", 2e9 + 1e8 * len(v), 0, s)]
+            recs = [_rec(run, v, "model", "params", 1000.0 + 10 * len(v), 0, s, protocol="model"),
+                    _rec(run, v, "model", "macs", 2e9 + 1e8 * len(v), 0, s, protocol="model")]
             recs += [_rec(run, v, "train", "lr", 1e-3 * (1 - step / 60), step, s) for step in (10, 30, 50)]
             recs += [_rec(run, v, "train", "loss", 1.0 / step + rng.normal(0, 0.01), step, s)
                      for step in (10, 20, 30, 40, 50)]
@@ -53,17 +53,17 @@ def _write_fixture(root):
             append_records(root / "records" / run / "records.jsonl", recs)
     evals = [  # same dataset/method names as the published SIDD table, so a leak would join
         _rec("eval-real", "HINet", "test", "psnr", 39.90, None, None, synthetic=False, recipe="eval",
-             family="benchmark"),
+             family="checkpoint_eval"),
         _rec("eval-real", "HINet", "test", "ssim", 0.957, None, None, synthetic=False, recipe="eval",
-             family="benchmark"),
+             family="checkpoint_eval"),
         _rec("eval-syn", "HINet 0.5x", "test", "psnr", 12.34, None, None, synthetic=True, recipe="eval",
-             family="benchmark"),
+             family="checkpoint_eval"),
         _rec("eval-proxy", "MPRNet", "test", "psnr", 21.5, None, 0, synthetic=False, recipe="proxy",
-             family="benchmark"),
+             family="checkpoint_eval"),
     ]
     append_records(root / "records" / "evals.jsonl", evals)
-    speed = [_rec("speed-1", v, "test", m, val + 0.1 * i, None, None, family="speed", recipe="bench",
-                  dataset="256x256")
+    speed = [_rec(f"speed-{i}-{v}", v, "test", m, val + 0.1 * i, None, None, family="speed", recipe="bench",
+                  dataset="1x3x256x256")  # one run per repetition and benchmark, as benchmarks.speed writes them
              for v in ("full", "no_hin") for i in range(3) for m, val in (("ms_per_iter", 12.0), ("ratio", 1.5))]
     append_records(root / "records" / "speed.jsonl", speed)
     for folder in ("input", "target", "full", "no_hin"):
@@ -203,12 +203,13 @@ def test_load_published_rejects_bad_header(tmp_path):
 
 
 def test_paper_points_share_axes_only_for_real_runs(tmp_path, monkeypatch):
-    import hinet.report as report_mod
+    import hinet.report.figures as report_mod
+    from hinet.published import paper_points
 
-    monkeypatch.setattr(report_mod, "_save", lambda fig, path: fig)  # keep the figure to inspect its axes
+    monkeypatch.setattr(report_mod, "save", lambda fig, path: fig)  # keep the figure to inspect its axes
     rows = pd.DataFrame({"variant": ["full", "small"], "gmacs": [2.0, 1.0], "psnr_mean": [30.0, 29.0],
                          "psnr_ci95": [0.1, 0.2], "eval": ["val / hinet"] * 2})
-    paper = report_mod._paper_points(load_published(), "SIDD")
+    paper = paper_points(load_published(), "SIDD")
     assert sorted(paper["method"]) == ["HINet", "HINet 0.5x"] and sorted(paper["gmacs"]) == [39.5, 157.6]
     for same_axes in (True, False):
         fig = report_mod.macs_figure(rows, "t", tmp_path / "x.png", paper, same_axes=same_axes)
@@ -216,3 +217,66 @@ def test_paper_points_share_axes_only_for_real_runs(tmp_path, monkeypatch):
         has_pub = [any(lab.startswith("published") for lab in labs) for labs in labels]
         assert has_pub == ([True] if same_axes else [False, True])
         report_mod.plt.close(fig)
+
+
+def test_every_written_file_is_named_in_outputs(report):
+    from hinet.report import OUTPUTS, output_for
+
+    root, _, paths = report
+    found = {p: output_for(p, root / "out") for p in paths}
+    assert None not in found.values(), [p for p, o in found.items() if o is None]
+    assert output_for(root / "out" / "tables" / "speed.csv", root / "out").pattern == "tables/speed.{md,csv,tex}"
+    assert output_for(root / "out" / "figures" / "optuna_s_history.png", root / "out").writer == "hinet.tune"
+    assert output_for(root / "out" / "figures" / "unlisted.svg", root / "out") is None
+    assert len({o.pattern for o in OUTPUTS}) == len(OUTPUTS)
+
+
+def test_an_interrupted_figure_or_table_write_keeps_the_previous_file(tmp_path, monkeypatch):
+    from hinet.report import figures, tables
+
+    path = tmp_path / "f.png"
+    path.write_bytes(b"previous")
+    fig = figures.plt.figure()
+
+    def torn(target, **kw):  # writes half a file, then dies
+        open(target, "wb").write(b"\x89PNG half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(fig, "savefig", torn)
+    with pytest.raises(OSError, match=r"f\.png.*No space left"):
+        figures.save(fig, path)
+    assert path.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["f.png"]
+    df = pd.DataFrame({"variant": ["a"], "psnr_mean": [30.0]})
+    first = tables.write_table(df, tmp_path, "t", "T", "c")
+    monkeypatch.setattr(pd.DataFrame, "to_latex", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("killed")))
+    with pytest.raises(RuntimeError, match="killed"):
+        tables.write_table(df.assign(psnr_mean=31.0), tmp_path, "t", "T", "c")
+    assert "30.00" in first[2].read_text() and "31.0" in first[1].read_text()  # .tex untouched, .csv replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "t.csv", "t.md", "t.tex"]
+
+
+def test_model_size_records_under_protocol_model_or_legacy_256x256(tmp_path):
+    from hinet.report import run_table
+
+    recs = [_rec("r1", "a", "val", "psnr", 30.0, 5, 0), _rec("r2", "b", "val", "psnr", 31.0, 5, 0),
+            _rec("r1", "a", "model", "macs", 2e9, 0, 0, protocol="model"),
+            _rec("r2", "b", "model", "macs", 3e9, 0, 0, protocol="256x256"),
+            _rec("r2", "b", "model", "params", 7.0, 0, 0, protocol="val")]  # not a size protocol
+    append_records(tmp_path / "r.jsonl", recs)
+    df = read_records(tmp_path / "r.jsonl")
+    runs = run_table(final_quality(df), df).set_index("variant")
+    assert runs.loc["a", "macs"] == 2e9 and runs.loc["b", "macs"] == 3e9 and runs["params"].isna().all()
+
+
+def test_module_command_reports_a_missing_records_folder_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}  # this checkout's hinet
+    proc = subprocess.run([sys.executable, "-m", "hinet.report", "--records", str(tmp_path / "nope")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120, env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [f"python -m hinet.report: error: read_records: {tmp_path / 'nope'} "
+                                                f"does not exist"]

@@ -1,7 +1,7 @@
 """Benchmark: PSNR + SSIM (official 3-D window, RGB) of 64 SIDD-sized blocks, batched torch vs per image.
 
-Run: ``.venv/bin/python -m pytest benchmarks/bench_scoring.py -o python_files='bench_*.py' -p no:cacheprovider
---benchmark-only``. Not part of the default test run (``testpaths = ["tests"]``).
+Run: ``.venv/bin/python -m pytest benchmarks/speed/bench_scoring.py -p no:cacheprovider --benchmark-only``.
+Not part of the default test run (``testpaths = ["tests"]``).
 
 The per-image baseline is what BasicSR-style numpy code does: one HWC uint8 image at a time, float64,
 PSNR from the mean squared error and SSIM from scipy.ndimage Gaussian filters. It uses scipy's separable
@@ -77,7 +77,8 @@ def blocks() -> dict[str, object]:
 
 
 def test_per_image_numpy(benchmark, blocks) -> None:
-    benchmark.extra_info.update(n_blocks=N_BLOCKS, block=f"{BLOCK}x{BLOCK}x3", path="numpy/scipy per image")
+    benchmark.extra_info.update(n_blocks=N_BLOCKS, block=f"{BLOCK}x{BLOCK}x3", input=f"{N_BLOCKS}x3x{BLOCK}x{BLOCK}",
+                                path="numpy/scipy per image")
     out = benchmark.pedantic(
         score_per_image_numpy, args=(blocks["pred"], blocks["gt"]), rounds=ROUNDS, iterations=1
     )
@@ -112,6 +113,7 @@ def test_batched_torch(benchmark, blocks, torch_threads) -> None:
     benchmark.extra_info.update(
         n_blocks=N_BLOCKS,
         block=f"{BLOCK}x{BLOCK}x3",
+        input=f"{N_BLOCKS}x3x{BLOCK}x{BLOCK}",
         path="torch batched",
         device=str(blocks["pred_t"].device),
         torch_threads=torch.get_num_threads(),

@@ -29,7 +29,7 @@ from hinet.data.prepare import PREPARE_SETTINGS, PreparedCrops, prepare_crops
 from hinet.recipes import recipe
 
 from .bench_train import RECIPE, proxy_step
-from .conftest import environment
+from .timing import environment
 
 WORKERS = 2
 BATCHES_PER_ROUND = 8
@@ -107,7 +107,8 @@ def test_patches_per_second(benchmark, crops: PreparedCrops) -> None:
     consume_median = batch / float(np.median(eager_s))
     benchmark.extra_info.update(environment("cpu"))
     benchmark.extra_info.update(
-        dataset="PatchDataset", workers=WORKERS, crop=r.crop, batch=r.batch_size,
+        loader="PatchDataset", workers=WORKERS, crop=r.crop, batch=r.batch_size,
+        input=f"{BATCHES_PER_ROUND * r.batch_size}x3x{r.crop}x{r.crop}",
         source="512x512 PNG crops (synthetic)",
         ratio=loader_rate / consume, ratio_median=median_rate / consume_median,
         ratio_of="loader patches/s / eager proxy step patches/s",

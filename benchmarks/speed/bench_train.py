@@ -23,7 +23,7 @@ from hinet.fast import fast_train_setup, make_train_step
 from hinet.losses import MultiStageLoss, make_loss
 from hinet.recipes import recipe
 
-from .conftest import compare
+from .timing import compare
 
 RECIPE = "sidd-proxy"
 ROUNDS = 15
@@ -52,6 +52,6 @@ def test_train_step(benchmark, path: str) -> None:
     eager, _ = proxy_step(False)
     r = recipe(RECIPE)
     result = compare(benchmark, fast, eager, rounds=ROUNDS, fast_name=path, recipe=RECIPE,
-                     batch=f"{batch}x3x{r.crop}x{r.crop}")
+                     input=f"{batch}x3x{r.crop}x{r.crop}")
     benchmark.extra_info["metrics"] = {"patches_per_s": batch / result["fast_min_s"],
                                        "eager_patches_per_s": batch / result["baseline_min_s"]}

@@ -1,21 +1,27 @@
 """Run the speed benchmarks, store them as records, print ratios against their targets (``nox -s bench``).
 
-``python -m benchmarks.speed [--records PATH] [pytest args]`` runs pytest-benchmark on ``benchmarks/``
+``python -m benchmarks.speed [--records PATH] [pytest args]`` runs pytest-benchmark on ``benchmarks/speed/``
 (``bench_*.py``; the default test run never collects them), with ``--benchmark-json`` into a temporary file,
-then appends one :class:`hinet.records.Record` per number to ``results/records/speed.jsonl``:
+then appends one :class:`hinet.records.Record` per number to ``results/records/speed.jsonl``. Speed
+records use the columns so (each column has one meaning):
 
-* family ``speed``, recipe ``bench``, split ``bench``, protocol = the benchmark module (``bench_model``),
-  dataset = the device (``cpu``/``cuda``), variant = the benchmark's name (``test_forward[w32-fast]``);
-  ``synthetic`` is True (every benchmark times synthetic inputs: timings do not depend on image content);
+* family ``speed``, recipe ``bench``, split ``bench``; run id ``<invocation>/<module>::<variant>`` (one run
+  per benchmark case and per timed path);
+* dataset = what one timed call processes, the shape ``NxCxHxW`` of its input (``extra_info["input"]``,
+  e.g. ``1x3x256x256``; ``unspecified`` when a benchmark does not say); ``synthetic`` is True (every
+  benchmark times synthetic inputs: timings do not depend on image content);
+* protocol = how it was measured: the benchmark module (``bench_model``);
+* device = where it ran (``cpu``, ``cuda``, ``cuda:1``), from ``extra_info["device"]``;
+* variant = the benchmark's name (``test_forward[w32-fast]``), or ``<name>:<path>`` for one timed path;
 * metrics ``ms_min``/``ms_mean``/``ms_median``/``ms_stddev`` of the timed path; for each path named in
   ``extra_info["paths"]`` its numbers under variant ``<name>:<path>`` (e.g. ``...:eager``, with ``peak_mb``
   where measured); ``ratio`` and ``ratio_median`` (``speedup_*`` keys count as ``ratio``); and every entry of
-  ``extra_info["metrics"]`` (see ``benchmarks/conftest.py`` for these conventions).
+  ``extra_info["metrics"]`` (see :mod:`benchmarks.speed.timing` for these conventions).
 
 Then it prints every ratio next to its target (:data:`TARGETS`). Ratios only mean something when both sides
 ran in the same invocation, which every benchmark here does. Arguments other than ``--records`` go to pytest
-(e.g. ``-k train``, ``--bench-width64``); with no path among them, ``benchmarks/`` is run. The exit code is
-pytest's; nothing is recorded when pytest fails.
+(e.g. ``-k train``, ``--bench-width64``); with no path among them, ``benchmarks/speed/`` is run. The exit
+code is pytest's; nothing is recorded when pytest fails.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from typing import Any
 
 from hinet import records as rec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+SUITE = Path(__file__).resolve().parent
 DEFAULT_RECORDS = ROOT / "results" / "records" / "speed.jsonl"
 
 #: (pattern on ``<module>::<benchmark name>``, minimum ratio, what is compared). Higher ratios are better.
@@ -69,7 +76,12 @@ def _ratios(extra: dict) -> dict[str, float]:
 
 
 def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None = None) -> list[rec.Record]:
-    """One Record per number of a pytest-benchmark JSON report (see the module docstring)."""
+    """One Record per number of a pytest-benchmark JSON report (see the module docstring).
+
+    ``run_id`` names the invocation; each record's run id is ``<run_id>/<module>::<variant>``: every
+    benchmark case and every timed path of it is a run of its own, so that no two numbers of one
+    invocation share (run_id, split, dataset, protocol, metric, step).
+    """
     if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
         raise ValueError("not a pytest-benchmark JSON report: expected a 'benchmarks' list")
     commit, dirty = git if git is not None else rec.git_info(ROOT)
@@ -78,7 +90,7 @@ def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None =
     for bench in data["benchmarks"]:
         extra = bench.get("extra_info", {})
         device = str(extra.get("device", "cpu"))
-        common = dict(run_id=run_id, family="speed", dataset=device.split(":")[0], split="bench",
+        common = dict(family="speed", dataset=str(extra.get("input", "unspecified")), split="bench",
                       protocol=_module(bench), step=None, seed=None, git_commit=commit, git_dirty=dirty,
                       config_hash=rec.config_hash({"benchmark": bench["fullname"], "params": bench.get("params")}),
                       device=device, torch_version=str(extra.get("torch_version", "unknown")), time=now,
@@ -87,10 +99,11 @@ def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None =
         timed = {f"ms_{k}": 1e3 * float(stats[k]) for k in ("min", "mean", "median", "stddev")}
         timed.update(_ratios(extra))
         timed.update({k: float(v) for k, v in extra.get("metrics", {}).items()})
-        out += rec.make_records(common, timed, variant=name)
+        out += rec.make_records(common, timed, variant=name, run_id=f"{run_id}/{_module(bench)}::{name}")
         for path, numbers in extra.get("paths", {}).items():
             values = {k: float(v) for k, v in numbers.items() if k != "rounds"}
-            out += rec.make_records(common, values, variant=f"{name}:{path}")
+            variant = f"{name}:{path}"
+            out += rec.make_records(common, values, variant=variant, run_id=f"{run_id}/{_module(bench)}::{variant}")
     return out
 
 
@@ -118,18 +131,19 @@ def _has_path(args: list[str]) -> bool:
 
 
 def run_pytest(pytest_args: list[str], json_path: Path) -> int:
-    """pytest-benchmark over ``benchmarks/`` (unless a path is given) with the JSON report at ``json_path``."""
+    """pytest-benchmark over ``benchmarks/speed/`` (unless a path is given) with the JSON report at ``json_path``."""
     cmd = [sys.executable, "-m", "pytest", "-o", "python_files=bench_*.py", "-p", "no:cacheprovider",
            f"--benchmark-json={json_path}", *pytest_args]
     if not _has_path(pytest_args):
-        cmd.append(str(ROOT / "benchmarks"))
+        cmd.append(str(SUITE))
     return subprocess.run(cmd, cwd=ROOT, check=False).returncode
 
 
 def main(argv: list[str] | None = None) -> int:
     from tabulate import tabulate
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0],
+                                     allow_abbrev=False)
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS, help=f"JSONL to append to ({DEFAULT_RECORDS})")
     args, pytest_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     fd, name = tempfile.mkstemp(prefix="hinet-bench-", suffix=".json")
@@ -157,7 +171,3 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print(tabulate(rows, headers="keys", floatfmt=".2f", missingval="-"))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,7 +5,7 @@ Both paths run the eager fp32 network as ``hinet.evaluate`` does (``torch.infere
 
 Peak memory method: torch's CPU allocations go straight to the C allocator, so ``tracemalloc`` cannot see
 them and torch keeps no CPU peak statistics. Each path therefore runs in a **fresh Python process**
-(``python -m benchmarks.bench_tiling full|tiled``) that builds the model and the SYNTHETIC frame, then resets
+(``python -m benchmarks.speed.bench_tiling full|tiled``) that builds the model and the SYNTHETIC frame, then resets
 the kernel's resident-set high-water mark (``echo 5 > /proc/self/clear_refs``, Linux >= 4.0), runs the
 forward, and reads ``VmHWM`` (peak resident set) from ``/proc/self/status``. ``peak_mb`` is that peak minus
 the resident set just before the forward: the memory the inference itself needed. A fresh process per path
@@ -33,7 +33,7 @@ WIDTH = 64
 FRAME = (720, 1280)  # H, W
 TILE = 256
 TILE_BATCH = 1
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _status_kb() -> dict[str, int]:
@@ -72,7 +72,7 @@ def measure(path: str, width: int = WIDTH, tile: int = TILE, batch: int = TILE_B
 
 def run_child(path: str) -> dict:
     """``measure(path)`` in a fresh interpreter; returns its JSON result."""
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_tiling", path], cwd=ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.speed.bench_tiling", path], cwd=ROOT, capture_output=True,
                           text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"bench_tiling child ({path}) failed with exit code {proc.returncode}:\n{proc.stderr}")
@@ -84,7 +84,7 @@ def test_frame_720p(benchmark) -> None:
 
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("peak-RSS reset needs Linux /proc/self/clear_refs")
-    from .conftest import environment
+    from .timing import environment
 
     full = run_child("full")
     holder: dict[str, dict] = {}
@@ -96,7 +96,8 @@ def test_frame_720p(benchmark) -> None:
     tile = holder["tiled"]
     benchmark.extra_info.update(environment("cpu"))
     benchmark.extra_info.update(
-        width=WIDTH, frame=f"{FRAME[1]}x{FRAME[0]}", tile=TILE, tile_batch=TILE_BATCH,
+        width=WIDTH, frame=f"{FRAME[1]}x{FRAME[0]}", input=f"1x3x{FRAME[0]}x{FRAME[1]}", tile=TILE,
+        tile_batch=TILE_BATCH,
         paths={p: {"ms_min": 1e3 * r["forward_s"], "ms_median": 1e3 * r["forward_s"], "ms_mean": 1e3 * r["forward_s"],
                    "rounds": 1, "peak_mb": r["peak_mb"]} for p, r in (("full", full), ("tiled", tile))},
         ratio=full["peak_mb"] / tile["peak_mb"], ratio_of="full-image peak MB / tiled peak MB",

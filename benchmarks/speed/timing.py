@@ -1,4 +1,4 @@
-"""Shared pieces of the speed benchmarks (``python -m benchmarks.speed`` runs them; see that module).
+"""Timing helpers shared by the speed benchmarks (``python -m benchmarks.speed`` runs them; see its runner).
 
 Side-by-side timing: a comparison benchmark times its *fast* path with pytest-benchmark and its *baseline*
 path in the ``setup`` hook of the same ``benchmark.pedantic`` call, i.e. interleaved round by round
@@ -6,12 +6,14 @@ path in the ``setup`` hook of the same ``benchmark.pedantic`` call, i.e. interle
 reported ratio -- baseline minimum / fast minimum -- compares like with like. Minima are used because
 contention only ever adds time; the ratio of medians is reported beside it.
 
-Conventions for ``benchmark.extra_info`` (read by ``benchmarks/speed.py``):
+Conventions for ``benchmark.extra_info`` (read by :mod:`benchmarks.speed.runner`):
 
 * ``paths``: ``{path name: {"ms_min", "ms_median", "ms_mean", "rounds"}}`` for every timed path;
 * ``ratio`` (and ``ratio_median``): a higher-is-better ratio of this benchmark (a speed-up or a memory
   saving), ``ratio_of``: what it divides;
 * ``metrics``: other numbers, ``{metric name: value}`` (e.g. ``peak_mb``, ``patches_per_s``);
+* ``input``: what one timed call processes, as a shape ``NxCxHxW`` (e.g. ``1x3x256x256``; synthetic
+  tensors), stored as the record's ``dataset``;
 * ``device``, ``torch_threads``, ``torch_version``, ``cpu``: where it ran.
 """
 
@@ -25,20 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import torch
-
-WIDTH64_ENV = "HINET_BENCH_WIDTH64"
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--bench-width64", action="store_true", default=False,
-                     help=f"also benchmark the width-64 network at 256x256 (or set {WIDTH64_ENV}=1)")
-
-
-@pytest.fixture(scope="session")
-def width64(request: pytest.FixtureRequest) -> bool:
-    return bool(request.config.getoption("--bench-width64")) or os.environ.get(WIDTH64_ENV, "") not in ("", "0")
 
 
 def cpu_model() -> str:
@@ -58,6 +47,7 @@ def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
 
 
 def summary_ms(seconds: list[float]) -> dict[str, float]:
+    """Minimum, median and mean in milliseconds of a list of durations in seconds, and their count."""
     return {"ms_min": 1e3 * min(seconds), "ms_median": 1e3 * statistics.median(seconds),
             "ms_mean": 1e3 * statistics.fmean(seconds), "rounds": len(seconds)}
 

@@ -1,7 +1,7 @@
 """Benchmark: HINet forward at 256x256 (one image), eager fp32 vs the fast inference paths of hinet.fast.
 
 Baseline "eager": ``model.eval()`` under ``torch.inference_mode()`` (as ``hinet.evaluate`` runs it), NCHW,
-reference PartialNorm. Paths, each timed interleaved with the baseline (``benchmarks/conftest.py``):
+reference PartialNorm. Paths, each timed interleaved with the baseline (``benchmarks/speed/timing.py``):
 
 * ``fast``: ``optimize_for_inference(model)``: channels_last, fused PartialNorm, in-place LeakyReLU, fp32
   (target >= 1.3x at width 32);
@@ -24,7 +24,7 @@ from hinet.arch import HINet
 from hinet.config import PRESETS, scaled
 from hinet.fast import optimize_for_inference
 
-from .conftest import compare
+from .timing import compare
 
 SIZE = 256
 ROUNDS = {16: 10, 32: 7, 64: 3}

@@ -1,0 +1,13 @@
+"""``python -m benchmarks.speed`` (``nox -s bench``): see :mod:`benchmarks.speed.runner`.
+
+A bad report or records path ends in one line and exit code 2 (``HINET_DEBUG=1`` shows the traceback;
+``--debug`` would reach pytest).
+"""
+
+import sys
+
+from benchmarks.speed.runner import main
+from hinet.errors import run_command
+
+if __name__ == "__main__":
+    sys.exit(run_command("python -m benchmarks.speed", main, []))

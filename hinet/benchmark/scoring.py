@@ -1,0 +1,134 @@
+"""Scoring a :class:`~hinet.benchmark.specs.Method` on a benchmark's test sets: loading checkpoints, opening
+the real or synthetic sets, choosing protocols, evaluating (one pass per inference mode), averaging set
+means, and looking up the published numbers to print beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ..checkpoint import load
+from ..data import open_test_sets, synthetic_test_sets
+from ..evaluate import PROTOCOLS, Protocol, SetResult, default_protocols, evaluate
+from ..published import load_published
+from .specs import DEGRADED_INPUT, Benchmark, Method, Reference, Row, degraded_input
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when available, else cpu; anything else is parsed by torch (RuntimeError if invalid)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_method(weights: Sequence[Path], name: str | None) -> Method:
+    """Load checkpoints (eval mode, CPU) into a :class:`Method`; no weights -> the degraded input."""
+    if not weights:
+        return Method(name or DEGRADED_INPUT, [degraded_input], [], [])
+    models = []
+    for path in weights:
+        try:
+            models.append(load(path))
+        except (pickle.UnpicklingError, EOFError, RuntimeError) as err:  # torch.load on a non-checkpoint file
+            raise ValueError(f"{path}: cannot be read as a torch checkpoint: {err}") from err
+    stems = [Path(p).stem for p in weights]
+    default = stems[0] if len(stems) == 1 else f"ensemble({'+'.join(stems)})"
+    return Method(name or default, models, [str(Path(p).resolve()) for p in weights],
+                  [m.cfg.to_dict() for m in models])
+
+
+def open_sets(bench: Benchmark, args: argparse.Namespace) -> dict[str, Dataset]:
+    """Real test sets below ``--data``, else the synthetic stand-ins (names end in ' (synthetic)')."""
+    if args.data is not None:
+        return open_test_sets(bench.task, args.data)
+    kw = {k: v for k, v in (("size", args.synthetic_size), ("count", args.synthetic_count)) if v is not None}
+    return synthetic_test_sets(bench.task, **kw)
+
+
+def selected_protocols(bench: Benchmark, names: Sequence[str] | None, exact_ssim: bool = False) -> list[Protocol]:
+    """The protocols to score; ``exact_ssim`` switches RGB 3-D SSIM to the official float32 arithmetic."""
+    protos = [PROTOCOLS[bench.task][n] for n in names] if names else default_protocols(bench.task)
+    if exact_ssim:
+        protos = [replace(p, ssim_arithmetic="reference") if p.ssim == "official" and not p.y_channel else p
+                  for p in protos]
+    return protos
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label ('ensemble(a+b)' -> 'ensemble-a-b')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "output"
+
+
+def evaluate_protocols(method: Method, datasets: dict[str, Dataset], protocols: Sequence[Protocol], *,
+                       tta: bool, limit: int | None, device: torch.device, batch_size: int, workers: int,
+                       progress: bool, save_dir: Path | None, perceptual: bool = False) -> list[SetResult]:
+    """:func:`hinet.evaluate.evaluate` once per inference mode; results ordered by (set, protocol) as given.
+
+    With several inference modes the saved prediction folders are ``<method>__tiled256`` /
+    ``<method>__full-image`` so that the passes do not overwrite each other.
+    """
+    groups: dict[tuple, list[Protocol]] = {}
+    for p in protocols:
+        groups.setdefault(p.inference, []).append(p)
+    results: list[SetResult] = []
+    for (tiled, tile), group in groups.items():
+        label = slug(method.name)
+        if len(groups) > 1:
+            label += f"__tiled{tile}" if tiled else "__full-image"
+        for ds in datasets.values():
+            if workers and hasattr(ds, "load"):
+                ds.load()  # SIDD: load the .mat arrays once before the workers fork
+        results += evaluate(method.models, datasets, group, tta=tta, limit=limit, device=device,
+                            batch_size=batch_size, progress=progress, save_dir=save_dir, label=label,
+                            workers=workers, perceptual=perceptual)
+    set_order = {name: i for i, name in enumerate(datasets)}
+    proto_order = {p.name: i for i, p in enumerate(protocols)}
+    return sorted(results, key=lambda r: (set_order[r.dataset], proto_order[r.protocol]))
+
+
+def to_rows(results: Sequence[SetResult], datasets: Mapping[str, Dataset]) -> list[Row]:
+    return [Row(r.dataset, r.protocol, r.description, r.count, len(datasets[r.dataset]), dict(r.metrics),
+                r.synthetic, r.per_image) for r in results]
+
+
+def average_rows(rows: Sequence[Row], name: str) -> list[Row]:
+    """Per protocol, the mean over test sets of the set means (how Table 3's "Average" is formed)."""
+    out = []
+    for proto in dict.fromkeys(r.protocol for r in rows):
+        group = [r for r in rows if r.protocol == proto]
+        keys = [k for k in group[0].metrics if all(k in r.metrics for r in group)]
+        synthetic = any(r.synthetic for r in group)
+        label = f"{name} (synthetic)" if synthetic else name
+        means = {k: sum(r.metrics[k] for r in group) / len(group) for k in keys}
+        out.append(Row(label, proto, group[0].description, sum(r.count for r in group),
+                       sum(r.total for r in group), means, synthetic,
+                       derived=f"mean of the {len(group)} set means"))
+    return out
+
+
+def published_references(bench: Benchmark, rows: Sequence[Row]) -> dict[str, list[Reference]]:
+    """test set -> the published numbers of :attr:`Benchmark.references` (real data only).
+
+    Raises ValueError when ``results/published`` lacks a number the benchmark is meant to show.
+    """
+    published = load_published()
+    out: dict[str, list[Reference]] = {}
+    for dataset in dict.fromkeys(r.dataset for r in rows):
+        refs = []
+        for method in bench.references.get(dataset, ()):
+            sel = published[(published["dataset"] == dataset) & (published["method"] == method)
+                            & published["metric"].isin(["psnr", "ssim"])]
+            if sel.empty:
+                raise ValueError(f"results/published has no psnr/ssim of {method!r} on {dataset!r}")
+            refs.append(Reference(dataset, method, dict(zip(sel["metric"], sel["value"].astype(float))),
+                                  "; ".join(dict.fromkeys(sel["source"]))))
+        out[dataset] = refs
+    return out

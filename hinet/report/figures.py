@@ -1,0 +1,224 @@
+"""Every figure of the suite: ablation point plots, PSNR vs MACs, training curves, the visual comparison grid,
+the speed bars (all written by :func:`hinet.report.build_report`) and the Optuna study figures (written by
+:mod:`hinet.tune` through :func:`tune_figures`).
+
+Figures are PNG at :data:`DPI` dots per inch, drawn with matplotlib's Agg backend (files only, no window)
+and seaborn; intervals are 95% Student-t intervals over seeds (:func:`hinet.report.statistics.t_interval`).
+Every file is written atomically (:func:`hinet.atomic.replacing`): an interrupted report never leaves a
+torn PNG.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from skimage import io as skio  # noqa: E402
+from skimage.util import img_as_float  # noqa: E402
+
+from ..atomic import replacing  # noqa: E402
+from .labels import NOT_COMPARABLE  # noqa: E402
+from .statistics import QUALITY, t_interval  # noqa: E402
+
+if TYPE_CHECKING:
+    import optuna
+
+DPI = 150
+_CI: Callable[[np.ndarray], tuple[float, float]] = t_interval  # seaborn errorbar callable
+
+
+def save(fig: plt.Figure, path: Path, dpi: int = DPI) -> Path:
+    """Write ``fig`` as PNG to ``path`` atomically (folders created), close it and return ``path``."""
+    try:
+        with replacing(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def ablation_figure(block_runs: pd.DataFrame, title: str, path: Path) -> Path:
+    """Point plot of final PSNR/SSIM per variant (95% t-intervals); one panel per split/protocol and metric."""
+    long = block_runs.melt(id_vars=["variant", "seed", "split", "protocol"], value_vars=list(QUALITY),
+                           var_name="metric", value_name="value").dropna(subset=["value"])
+    long["panel"] = long["split"] + " / " + long["protocol"] + " | " + long["metric"]  # only panels with data
+    order = sorted(long["variant"].unique(), key=lambda v: (v != "full", v))  # reference first
+    g = sns.catplot(data=long, x="variant", y="value", col="panel", col_wrap=2, kind="point", order=order,
+                    errorbar=_CI, linestyle="none", sharex=False, sharey=False, height=3.2, aspect=1.3)
+    for ax in g.axes.flat:
+        ax.set_xticks(range(len(order)))
+        ax.set_xticklabels(order, rotation=30, ha="right")
+    g.set_titles("{col_name}")
+    g.figure.subplots_adjust(hspace=0.55)
+    g.set_ylabels("mean and 95% CI over seeds")
+    g.figure.suptitle(title, y=1.03)
+    return save(g.figure, path)
+
+
+def _draw_published(ax: plt.Axes, paper: pd.DataFrame) -> None:
+    ax.scatter(paper["gmacs"], paper["psnr"], marker="*", s=140, color="black",
+               label="published (MACs: conv-only per 256x256)")
+    for _, p in paper.iterrows():
+        ax.annotate(p["method"], (p["gmacs"], p["psnr"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+
+
+def macs_figure(stats_rows: pd.DataFrame, title: str, path: Path, paper: pd.DataFrame | None,
+                same_axes: bool) -> Path:
+    """Mean PSNR (95% CI) against GMACs per variant; published points on the same axes only if ``same_axes``.
+
+    ``stats_rows``: :func:`hinet.report.tables.ablation_table` rows with an ``eval`` column (split /
+    protocol), one panel per value. Otherwise the published points (if any) get their own right-hand
+    panel, labelled as reference only.
+    """
+    rows = stats_rows.dropna(subset=["gmacs", "psnr_mean"])
+    has_paper = paper is not None and len(paper) > 0
+    separate = has_paper and not same_axes
+    evals = sorted(rows["eval"].unique())  # one panel per protocol: their scales can differ by 40+ dB
+    ncols = len(evals) + separate
+    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4.2), squeeze=False, layout="constrained")
+    for k, ev in enumerate(evals):
+        ax, part = axes[0, k], rows[rows["eval"] == ev]
+        ax.errorbar(part["gmacs"], part["psnr_mean"], yerr=part["psnr_ci95"].fillna(0), fmt="none",
+                    ecolor="gray", zorder=1)
+        sns.scatterplot(data=part, x="gmacs", y="psnr_mean", hue="variant", style="variant", s=70, ax=ax,
+                        zorder=2, legend=k == len(evals) - 1)
+        ax.set(xlabel="GMACs per 1x3x256x256 forward (as recorded)",
+               ylabel="PSNR (dB), mean and 95% CI over seeds",
+               title=f"our runs: {ev}" + (" and published methods" if has_paper and same_axes else ""))
+        if has_paper and same_axes:
+            _draw_published(ax, paper)
+    if separate:
+        pax = axes[0, -1]
+        _draw_published(pax, paper)
+        pax.set(xlabel="GMACs per 256x256 (conv-only count)", ylabel="PSNR (dB)",
+                title=f"published reference only: the runs at left are {NOT_COMPARABLE}")
+    axes[0, len(evals) - 1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.suptitle(title)
+    return save(fig, path)
+
+
+def curves_figure(curves: pd.DataFrame, title: str, path: Path) -> Path:
+    """Metrics against step (one panel per metric; per dataset/protocol for validation), hue = variant,
+    mean over seeds with a 95% t-interval band."""
+    val = curves["split"] != "train"
+    panel = curves["metric"] + " (" + curves["split"]
+    panel = panel.where(~val, panel + ", " + curves["dataset"] + ", " + curves["protocol"]) + ")"
+    curves = curves.assign(panel=panel, step=curves["step"].astype("int64"))
+    order = sorted(curves["panel"].unique(), key=lambda p: (not p.startswith("loss"), "(train" not in p, p))
+    g = sns.relplot(data=curves, x="step", y="value", hue="variant", col="panel", col_order=order, col_wrap=3,
+                    kind="line", errorbar=_CI, facet_kws={"sharey": False, "sharex": False}, height=3.2,
+                    aspect=1.3)
+    g.set_titles("{col_name}")
+    g.figure.suptitle(title, y=1.03)
+    return save(g.figure, path)
+
+
+def comparison_grid(image_dir: str | Path, out_path: str | Path, title: str | None = None) -> Path:
+    """Grid of PNGs: rows = images, columns = ``input``, each variant folder (sorted), ``target`` (ground truth).
+
+    ``image_dir`` holds ``input/``, ``target/`` and one folder per variant, each with the same ``*.png``
+    names (RGB or grey, any bit depth; shown as stored). Missing folders or files raise.
+    """
+    image_dir = Path(image_dir)
+    for need in ("input", "target"):
+        if not (image_dir / need).is_dir():
+            raise FileNotFoundError(f"comparison_grid: {image_dir / need} is missing")
+    names = sorted(p.name for p in (image_dir / "input").glob("*.png"))
+    if not names:
+        raise FileNotFoundError(f"comparison_grid: no *.png in {image_dir / 'input'}")
+    variants = sorted(p.name for p in image_dir.iterdir() if p.is_dir() and p.name not in ("input", "target"))
+    cols = ["input", *variants, "target"]
+    for c in cols:
+        have = {p.name for p in (image_dir / c).glob("*.png")}
+        if have != set(names):
+            raise ValueError(f"comparison_grid: {image_dir / c} has {sorted(have)}, expected {names}")
+    fig, axes = plt.subplots(len(names), len(cols), figsize=(2.3 * len(cols), 2.3 * len(names)), squeeze=False)
+    for i, name in enumerate(names):
+        for j, c in enumerate(cols):
+            img = img_as_float(skio.imread(image_dir / c / name))  # any bit depth -> float in [0, 1]
+            ax = axes[i, j]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0.0, vmax=1.0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title("ground truth" if c == "target" else c, fontsize=9)
+            if j == 0:  # "<set>__<image>.png" -> "<image>", wrapped to fit beside the row
+                label = Path(name).stem.split("__")[-1]
+                ax.set_ylabel("\n".join(label[k:k + 18] for k in range(0, len(label), 18)), fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return save(fig, Path(out_path))
+
+
+def speed_figure(records: pd.DataFrame, path: Path) -> Path:
+    """Horizontal bars of the headline speed metrics (speed-up ``ratio``, ``peak_mb``; else every metric),
+    one panel per dataset and metric, hue = device, 95% t-intervals. ``records``: family 'speed' rows."""
+    shown = [m for m in ("ratio", "peak_mb") if m in set(records["metric"])] or sorted(set(records["metric"]))
+    data = records[records["metric"].isin(shown)]
+    data = data.assign(panel=data["dataset"] + " | " + data["metric"])
+    rows = data["variant"].nunique()
+    g = sns.catplot(data=data, y="variant", x="value", hue="device", col="panel", kind="bar", orient="h",
+                    errorbar=_CI, sharex=False, sharey=False, height=max(3.0, 0.35 * rows), aspect=1.4)
+    for ax in g.axes.flat:
+        ax.tick_params(axis="y", labelsize=7)
+    g.set_titles("{col_name}")
+    g.figure.suptitle("Speed: ratios (baseline time / fast time) and peak memory (MB), 95% t-intervals", y=1.03)
+    return save(g.figure, path)
+
+
+def tune_figures(study: optuna.Study, out_dir: str | Path) -> list[Path]:
+    """Write an Optuna study's report under ``out_dir`` (e.g. ``results``) and return the files written:
+    ``tables/optuna_<study>.csv`` (``study.trials_dataframe()``, one row per trial),
+    ``figures/optuna_<study>_history.png`` (objective per completed trial and best so far; needs one
+    completed trial) and ``figures/optuna_<study>_importances.png`` (parameter importances; needs two
+    completed trials and a parameter that varies among them). Skipped figures are announced.
+
+    Every worker of a study rewrites these files at its end; each is replaced atomically, so readers
+    never see half a file.
+    """
+    import optuna
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as ovm
+
+    out_dir = Path(out_dir)
+    stem = f"optuna_{study.study_name}"
+    written = []
+    table = out_dir / "tables" / f"{stem}.csv"
+    with replacing(table) as tmp:
+        study.trials_dataframe().to_csv(tmp, index=False)
+    written.append(table)
+
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    common = set.intersection(*(set(t.params) for t in complete)) if complete else set()
+    varying = [p for p in sorted(common) if len({t.params[p] for t in complete}) > 1]
+    plots = {"history": (ovm.plot_optimization_history, len(complete) >= 1,
+                         "no completed trial"),
+             "importances": (ovm.plot_param_importances, len(complete) >= 2 and bool(varying),
+                             f"{len(complete)} completed trial(s), varying parameters {varying}; needs >= 2 "
+                             f"completed trials with at least one varying parameter")}
+    settings = study.user_attrs.get("settings", {})
+    what = "validation PSNR, dB"
+    if settings:
+        what = (f"{'synthetic' if settings['data'] is None else 'real'} data, {settings['recipe']['name']}, "
+                f"{settings['recipe']['total_iters']} iterations; {settings['protocol']} PSNR, dB")
+    for name, (plot, ok, why) in plots.items():
+        if not ok:
+            print(f"[hinet.tune] {stem}_{name}.png skipped: {why}")
+            continue
+        with warnings.catch_warnings():  # optuna's matplotlib backend is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ax = plot(study)
+        fig = ax.figure
+        fig.suptitle(f"Optuna study {study.study_name}\n(proxy scale; {what})", fontsize=9)
+        fig.tight_layout()
+        written.append(save(fig, out_dir / "figures" / f"{stem}_{name}.png", dpi=120))
+    return written

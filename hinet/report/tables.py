@@ -1,0 +1,133 @@
+"""The report's tables: builders (DataFrames from records) and :func:`write_table` (``.md``, ``.csv``, ``.tex``).
+
+Every file is written atomically (:mod:`hinet.atomic`): an interrupted report leaves the previous table or
+the new one, never a torn file. ``.csv`` holds the raw numbers, ``.md`` and ``.tex`` the formatted ones
+(:data:`NUMBER_FORMATS`; NaN shown as ``n/a``).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_write_text, replacing
+from .labels import NOT_COMPARABLE, is_paper_kind, kind_label
+from .statistics import QUALITY, ci_half, variant_stats
+
+#: Display format of each numeric column in ``.md`` / ``.tex`` (the ``.csv`` keeps full precision).
+NUMBER_FORMATS = {"psnr_mean": "{:.2f}", "psnr_ci95": "{:.2f}", "ssim_mean": "{:.4f}", "delta_psnr": "{:+.3f}",
+                  "p_value": "{:.3g}", "params_m": "{:.4g}", "gmacs": "{:.4g}", "ours": "{:.4f}",
+                  "published": "{:.4f}", "difference": "{:+.4f}", "mean": "{:.4g}", "std": "{:.3g}",
+                  "ci95": "{:.3g}"}
+
+
+def _display(df: pd.DataFrame) -> pd.DataFrame:
+    out = df.copy()
+    for col, fmt in NUMBER_FORMATS.items():
+        if col in out:
+            out[col] = [("n/a" if pd.isna(x) else fmt.format(x)) for x in out[col]]
+    return out
+
+
+def _tex_escape(text: str) -> str:
+    # to_latex escapes cells but not the caption; these are the characters our captions can contain.
+    return re.sub(r"([&%$#_{}])", r"\\\1", text)
+
+
+def write_table(df: pd.DataFrame, out_dir: Path, stem: str, title: str, caption: str) -> list[Path]:
+    """``<stem>.md`` (title, caption, formatted table), ``.csv`` (raw numbers) and ``.tex`` (formatted),
+    each written atomically; returns the three paths."""
+    shown = _display(df)
+    align = ["right" if pd.api.types.is_numeric_dtype(df[c]) and df[c].dtype != bool else "left" for c in df]
+    body = shown.to_markdown(index=False, disable_numparse=True, colalign=align) if len(df) else "(no rows)"
+    md, csv, tex = (Path(out_dir) / f"{stem}.{ext}" for ext in ("md", "csv", "tex"))
+    atomic_write_text(md, f"# {title}\n\n{caption}\n\n{body}\n")
+    with replacing(csv) as tmp:
+        df.to_csv(tmp, index=False)
+    atomic_write_text(tex, shown.to_latex(index=False, escape=True, caption=_tex_escape(f"{title}. {caption}"),
+                                          label=f"tab:{stem}"))
+    return [md, csv, tex]
+
+
+def ablation_table(family_runs: pd.DataFrame, synthetic: bool, recipe: str) -> pd.DataFrame:
+    """:func:`variant_stats` of every (split, protocol) block of one family/dataset/kind, with a ``kind``
+    column first: columns kind, split, protocol, then those of :func:`variant_stats`."""
+    parts = [variant_stats(b).assign(split=split, protocol=protocol)
+             for (split, protocol), b in family_runs.groupby(["split", "protocol"])]
+    table = pd.concat(parts, ignore_index=True)
+    table.insert(0, "kind", kind_label(synthetic, recipe))
+    return table[["kind", "split", "protocol", *[c for c in table if c not in ("kind", "split", "protocol")]]]
+
+
+def ablation_caption(synthetic: bool, recipe: str) -> str:
+    caption = ("Final validation numbers per variant: n seeds, mean PSNR (dB) with 95% t-interval half-width "
+               "over seeds, mean SSIM, mean paired PSNR difference from the reference variant over common "
+               "seeds with the paired t-test p-value, params (M) and GMACs per 1x3x256x256 forward.")
+    if not is_paper_kind(synthetic, recipe):
+        caption += f" Data: {kind_label(synthetic, recipe)}; these numbers must not be read against the paper's."
+    return caption
+
+
+def published_comparison(final: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """Our evaluated psnr/ssim beside the published value for the same dataset, method (= variant), metric.
+
+    ``final`` must hold only real-data evaluations (recipe 'eval', synthetic False): anything else raises
+    ValueError, so synthetic or proxy numbers can never reach a column compared with the paper.
+    Columns: dataset, method, metric, split, protocol, n_runs, ours, published, difference (ours -
+    published), source.
+    """
+    bad = final[final["synthetic"] | (final["recipe"] != "eval")]
+    if len(bad):
+        raise ValueError(f"published_comparison: only real-data 'eval' records may be compared with the paper; "
+                         f"got synthetic/non-eval runs {sorted(set(bad['run_id']))}")
+    ours = (final.groupby(["dataset", "variant", "metric", "split", "protocol"])
+            .agg(ours=("value", "mean"), n_runs=("run_id", "nunique")).reset_index())
+    pub = published[published["metric"].isin(QUALITY)]
+    dup = pub[pub.duplicated(["dataset", "method", "metric"], keep=False)]
+    if len(dup):
+        raise ValueError(f"published_comparison: duplicate published rows {dup.to_dict('records')}")
+    pub = pub.rename(columns={"method": "variant", "value": "published"})
+    out = ours.merge(pub[["dataset", "variant", "metric", "published", "source"]],
+                     on=["dataset", "variant", "metric"], how="left")
+    out["difference"] = out["ours"] - out["published"]
+    out = out.rename(columns={"variant": "method"})
+    return out[["dataset", "method", "metric", "split", "protocol", "n_runs", "ours", "published", "difference",
+                "source"]]
+
+
+PUBLISHED_COMPARISON_TITLE = "Evaluated checkpoints (real data) vs published numbers"
+PUBLISHED_COMPARISON_CAPTION = (
+    "Only real-data evaluations of checkpoints (recipe 'eval', synthetic False); method = our variant name; "
+    "difference = ours - published; sources in results/published/.")
+
+
+def not_comparable_table(evals: pd.DataFrame) -> pd.DataFrame:
+    """Final psnr/ssim of evaluation records that are synthetic or not recipe ``eval``, per kind: columns
+    kind, dataset, variant, metric, split, protocol, n_runs, mean."""
+    out = (evals.groupby(["synthetic", "recipe", "dataset", "variant", "metric", "split", "protocol"])
+           .agg(n_runs=("run_id", "nunique"), mean=("value", "mean")).reset_index())
+    out.insert(0, "kind", [kind_label(s, r) for s, r in zip(out.pop("synthetic"), out.pop("recipe"))])
+    return out
+
+
+NOT_COMPARABLE_TITLE = f"Evaluations on synthetic data or non-eval recipes ({NOT_COMPARABLE})"
+NOT_COMPARABLE_CAPTION = "Checkpoint-evaluation psnr/ssim that are synthetic or not real-checkpoint evaluations."
+
+
+def speed_table(records: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std, 95% t-interval half-width and count of each speed metric over repeated measurements:
+    columns input (synthetic tensors / real data), dataset, protocol, device, variant, metric, n, mean,
+    std, ci95."""
+    keys = ["dataset", "protocol", "device", "variant", "metric"]
+    summary = (records.groupby([*keys, "synthetic"])["value"]
+               .agg(n="count", mean="mean", std="std", ci95=ci_half)
+               .reset_index())
+    summary.insert(0, "input", np.where(summary.pop("synthetic"), "synthetic tensors", "real data"))
+    return summary
+
+
+SPEED_CAPTION = ("Mean, std, 95% t-interval half-width and count of each speed metric over repeated "
+                 "measurements; timings do not depend on image content.")
