@@ -2,10 +2,11 @@
 
 Every file the suite writes whole (checkpoints, ``config.json``, ``done.json``, ``--json`` summaries,
 report tables and figures, per-image result files) goes through :func:`atomic_write`: the new content is
-written to a temp file beside the target (``.<name>.<random>.tmp``), flushed and fsynced, given the mode
+written to a temp file beside the target (``.<name>.<host>.<pid>-<random>.tmp``), flushed and fsynced, given the mode
 the umask allows (as ``open()`` would create it, not ``mkstemp``'s 0600), then renamed over the target.
 A reader sees the old file or the new one, never a torn one. Temp files left by an interrupted earlier
-write of the same target (a SIGKILL between write and rename) are removed by the next write.
+write of the same target (a SIGKILL between write and rename) are removed by the next write; a temp file
+whose writer is still alive (another worker writing the same report) is left alone.
 
 Failures name the path: an unwritable folder or a full disk raises :class:`OutputError` (a
 :class:`hinet.errors.UserError`), whose message says which file could not be written and why, and the
@@ -17,7 +18,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -43,12 +46,44 @@ def output_error(path: str | os.PathLike, err: OSError, what: str = "cannot writ
     return OutputError(f"{path}: {what}: {reason}")
 
 
+STALE_AFTER_S = 3600.0  # a temp file of another host (shared file system) is stale after this
+
+
+def _tag() -> str:
+    """``<host>.<pid>-<random>``: who is writing a temp file (so no writer removes a live one)."""
+    return f"{socket.gethostname().split('.')[0]}.{os.getpid()}-{os.urandom(4).hex()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_stale(tmp: Path, name: str) -> bool:
+    """A temp file is stale when its writer is gone: a dead pid on this host, or (another host, or a name
+    without a writer tag) older than :data:`STALE_AFTER_S`."""
+    tag = tmp.name[len(name) + 2:].split(".tmp", 1)[0]  # ".<name>.<host>.<pid>-<rand>.tmp<suffix>"
+    host, _, rest = tag.rpartition(".")
+    pid = rest.split("-", 1)[0]
+    if host == socket.gethostname().split(".")[0] and pid.isdigit():
+        return not _alive(int(pid))
+    try:
+        return time.time() - tmp.stat().st_mtime > STALE_AFTER_S
+    except OSError:
+        return False
+
+
 def stale_temp_files(path: str | os.PathLike) -> list[Path]:
-    """Temp files of earlier interrupted :func:`atomic_write` calls for ``path``."""
+    """Temp files that earlier, interrupted writes of ``path`` left behind (never a live writer's)."""
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    return sorted(path.parent.glob(f".{path.name}.*.tmp*"))
+    return sorted(p for p in path.parent.glob(f".{path.name}.*.tmp*") if _is_stale(p, path.name))
 
 
 def ensure_dir(folder: str | os.PathLike) -> Path:
@@ -73,7 +108,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
         with contextlib.suppress(OSError):
             old.unlink()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_tag()}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
         raise output_error(path, err) from None
     try:
@@ -117,7 +152,7 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     for old in stale_temp_files(path):
         with contextlib.suppress(OSError):
             old.unlink()
-    tmp = path.parent / f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}.tmp{path.suffix}"
+    tmp = path.parent / f".{path.name}.{_tag()}.tmp{path.suffix}"
     try:
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)

@@ -23,6 +23,12 @@ of one forward pass on a 1x3x256x256 input (raw count, not G; split ``model``, p
 metrics such as ``ms_per_iter``. Each column has one meaning: ``dataset`` names data (never a device),
 ``protocol`` names a scoring protocol (``train`` for training metrics, ``model`` for size counts),
 ``device`` the device.
+
+Speed records (family ``speed``, split and recipe ``bench``): ``dataset`` = shape ``NxCxHxW`` of what one
+timed call processes (synthetic tensors), ``protocol`` = the benchmark module that measured it,
+``device`` = where it ran, ``variant`` = benchmark name or ``<name>:<path>``; one run per benchmark case
+and timed path (``<invocation>/<module>::<variant>``). Checkpoint evaluations (``python -m
+benchmarks.<dataset>``): family ``checkpoint_eval``, recipe ``eval`` (``eval-subset`` with ``--limit``).
 """
 
 from __future__ import annotations

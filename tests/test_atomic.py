@@ -35,12 +35,25 @@ def test_full_disk_keeps_the_previous_file_and_leaves_no_temp(tmp_path):
 
 def test_temp_files_of_a_killed_write_are_removed_by_the_next_write(tmp_path):
     path = tmp_path / "last.pth"
-    left = tmp_path / ".last.pth.abc123.tmp"
+    import socket
+    import subprocess
+    import sys
+
+    host = socket.gethostname().split(".")[0]
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    left = tmp_path / f".last.pth.{host}.{dead}-abcd.tmp1234"
     left.write_bytes(b"x" * 1000)  # what a SIGKILL between write and rename leaves
+    live = tmp_path / f".last.pth.{host}.{os.getpid()}-beef.tmp5678"
+    live.write_bytes(b"z")  # another worker's write in progress: never removed
+    old = tmp_path / ".last.pth.untagged.tmp"
+    old.write_bytes(b"w")
+    os.utime(old, (1, 1))  # a temp without a writer tag, hours old
     other = tmp_path / ".other.pth.abc.tmp"
     other.write_bytes(b"y")
     atomic_write_text(path, "weights")
-    assert not left.exists() and other.exists() and path.read_text() == "weights"
+    assert not left.exists() and not old.exists() and live.exists() and other.exists()
+    assert path.read_text() == "weights"
 
 
 def test_replacing_for_writers_that_need_a_file_name(tmp_path):
