@@ -23,12 +23,10 @@ from pathlib import Path
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
 from hinet.recipes import recipe as get_recipe
+from hinet.tasks import DATASETS, TASKS
 from hinet.train import RunSpec, with_iters
 
 from . import FAMILIES, family
-
-DATASET_TASK = {"sidd": "denoise", "gopro": "deblur", "rain13k": "derain"}
-TASK_DATASET = {v: k for k, v in DATASET_TASK.items()}
 
 
 def results_root(records: Path) -> Path:
@@ -75,7 +73,7 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="nox -s ablate --", description=__doc__.split("\n\n")[0])
     p.add_argument("--family", default="components", choices=sorted(FAMILIES))
-    p.add_argument("--dataset", default=None, choices=sorted(DATASET_TASK),
+    p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
                    help="default: the family's task (components -> sidd)")
     p.add_argument("--data", default=None, help="dataset directory; absent: the synthetic counterpart")
     p.add_argument("--train-crops", default=None, help="crops folder from `python -m hinet.data.prepare`")
@@ -107,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(a: argparse.Namespace) -> int:
-    dataset = a.dataset or TASK_DATASET[family(a.family).TASK]
+    dataset = a.dataset or TASKS[family(a.family).TASK].dataset
     records = Path(a.records or f"results/records/{a.family}.jsonl")
     gpus = parse_gpus(a.gpus)
     device = "cuda" if gpus else a.device

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from . import metrics
 from .data.io import write_image
 from .data.patches import dihedral, dihedral_inverse
+from .tasks import TASKS
 
 Model = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 
@@ -92,8 +93,8 @@ PROTOCOLS: dict[str, dict[str, Protocol]] = {
         "matlab": Protocol("derain/matlab", quantize=True, y_channel=True, y_round=True, ssim="matlab"),
     },
 }
-# What each benchmark command reports by default: the protocol of the paper's numbers first.
-DEFAULT_PROTOCOLS = {"denoise": ("official", "clamped"), "deblur": ("official",), "derain": ("official",)}
+# What each benchmark command reports by default: the protocol of the paper's numbers first (the task table).
+DEFAULT_PROTOCOLS = {name: t.protocols for name, t in TASKS.items()}
 
 
 def default_protocols(task: str) -> list[Protocol]:

@@ -12,11 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from .config import HINetConfig, field_error, scaled
-
-TASKS = ("denoise", "deblur", "derain")
-# What produced a record: a training run at paper or proxy scale, a checkpoint evaluation, a speed benchmark.
-# Only "paper" and "eval" numbers on real data may ever sit beside published ones (hinet.report).
-RECIPE_KINDS = ("paper", "proxy", "eval", "eval-subset", "bench")
+from .tasks import TASK_NAMES, TASKS
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,7 @@ class Recipe:
             return field_error(self, field, message)
 
         if self.task not in TASKS:
-            raise bad("task", f"expected one of {TASKS}")
+            raise bad("task", f"expected one of {TASK_NAMES}")
         if self.augment not in ("dihedral", "sidd", "none"):
             raise bad("augment", "expected 'dihedral', 'sidd' or 'none'")
         for name in ("total_iters", "batch_size", "crop", "val_every", "log_every", "width_divisor"):
@@ -86,7 +82,7 @@ class Recipe:
 
     @property
     def kind(self) -> str:
-        """``proxy`` for scaled-down recipes, else ``paper`` (one of :data:`RECIPE_KINDS`)."""
+        """``proxy`` for scaled-down recipes, else ``paper`` (one of :data:`hinet.tasks.RECIPE_KINDS`)."""
         return "proxy" if self.proxy else "paper"
 
     def network(self, cfg: HINetConfig) -> HINetConfig:
@@ -129,7 +125,6 @@ def proxy(recipe: Recipe, **overrides) -> Recipe:
 
 for _name in list(RECIPES):
     RECIPES[f"{_name}-proxy"] = proxy(RECIPES[_name])
-TASK_RECIPE = {"denoise": "sidd", "deblur": "gopro", "derain": "rain13k"}
 
 
 def recipe(name: str) -> Recipe:

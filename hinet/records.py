@@ -103,6 +103,12 @@ class Record:
                 object.__setattr__(self, "value", float(v))
             elif not isinstance(v, str) or not v:
                 raise ValueError(f"Record.{f.name}: expected a non-empty str, got {v!r}")
+        from hinet.tasks import RECIPE_KINDS, SPLITS  # absolute: this module is also loaded by file path
+
+        if self.recipe not in RECIPE_KINDS:
+            raise ValueError(f"Record.recipe: expected one of {RECIPE_KINDS}, got {self.recipe!r}")
+        if self.split not in SPLITS:
+            raise ValueError(f"Record.split: expected one of {SPLITS}, got {self.split!r}")
         try:
             t = datetime.fromisoformat(self.time)
         except ValueError as err:

@@ -108,25 +108,16 @@ class RunSpec:
 # ----------------------------------------------------------------------------------------------- data
 def training_pairs(spec: RunSpec) -> Dataset:
     """The paired training set of the recipe's task: real files under ``spec.data`` or synthetic."""
-    from .data.locate import locate
+    from .data.locate import open_training_set
     from .data.synthetic import SyntheticPairs
 
-    task = spec.recipe.task
     if spec.train_crops is not None:  # the official recipes train on offline 512² crops
         from .data.prepare import PreparedCrops
 
         return PreparedCrops(spec.train_crops)
     if spec.data is None:
-        return SyntheticPairs(task, "train", size=max(128, spec.recipe.crop), seed=spec.seed)
-    from .data.gopro import GoPro
-    from .data.rain13k import Rain13k
-    from .data.sidd import SIDDMedium
-
-    if task == "denoise":
-        return SIDDMedium(locate(spec.data, "sidd-medium"))
-    if task == "deblur":
-        return GoPro(locate(spec.data, "gopro"), "train")
-    return Rain13k(locate(spec.data, "rain13k"), "train")
+        return SyntheticPairs(spec.recipe.task, "train", size=max(128, spec.recipe.crop), seed=spec.seed)
+    return open_training_set(spec.recipe.task, spec.data)
 
 
 def validation_sets(spec: RunSpec) -> dict[str, Dataset]:

@@ -52,8 +52,9 @@ import optuna
 from .config import HINetConfig, preset
 from .evaluate import DEFAULT_PROTOCOLS, protocol
 from .losses import LOSSES
-from .recipes import RECIPES, TASK_RECIPE, TASKS, Recipe, proxy
+from .recipes import RECIPES, Recipe, proxy
 from .report.figures import tune_figures  # the study's report (table and figures) lives with every figure
+from .tasks import TASK_NAMES, TASKS
 
 # Loss weights of the official recipes (PSNR loss 0.5 in GoPro/Rain13k, L1 1.0 in SIDD); Charbonnier
 # has no HINet recipe and takes 1.0 as in MPRNet.
@@ -340,7 +341,7 @@ def main(argv: list[str] | None = None) -> optuna.Study:
     p.add_argument("--total-trials", type=int, default=None, help="stop once the study holds this many "
                    "finished (complete or pruned) trials, counted over all workers")
     p.add_argument("--timeout", type=float, default=None, help="seconds after which this worker starts no trial")
-    p.add_argument("--task", default=None, choices=TASKS, help="picks the recipe (denoise -> sidd-proxy)")
+    p.add_argument("--task", default=None, choices=TASK_NAMES, help="picks the recipe (denoise -> sidd-proxy)")
     p.add_argument("--recipe", default=None, help="paper recipe or its proxy (default: sidd-proxy)")
     p.add_argument("--iters", type=int, default=200, help="training iterations per trial")
     p.add_argument("--val-every", type=int, default=None, help="validation/report period (default: iters/4)")
@@ -370,7 +371,7 @@ def main(argv: list[str] | None = None) -> optuna.Study:
 
     if a.task and a.recipe and base_recipe(a.recipe, 1).task != a.task:
         p.error(f"--recipe {a.recipe} is a {base_recipe(a.recipe, 1).task} recipe, not --task {a.task}")
-    recipe_name = a.recipe or (f"{TASK_RECIPE[a.task]}-proxy" if a.task else "sidd-proxy")
+    recipe_name = a.recipe or (f"{TASKS[a.task].dataset}-proxy" if a.task else "sidd-proxy")
     name = a.study or recipe_name.removesuffix("-proxy") + "-proxy"
     results = Path(a.results)
     storage = open_storage(a.storage or default_storage(results, name))

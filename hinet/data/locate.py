@@ -28,16 +28,18 @@ from typing import Literal
 
 from torch.utils.data import Dataset
 
+from ..tasks import TASK_NAMES
+from ..tasks import task as task_entry
 from .gopro import GOPRO_LAYOUT, GOPRO_URL, HIDE, HIDE_LAYOUT, HIDE_URL, GoPro, gopro_layout
 from .io import DatasetNotFoundError
 from .rain13k import RAIN13K_LAYOUT, RAIN13K_TEST_SETS, RAIN13K_URL, Rain13k
 from .sidd import SIDD_BENCHMARK_LAYOUT, SIDD_MEDIUM_LAYOUT, SIDD_URL, SIDD_VAL_LAYOUT, SIDDValidation
 
-__all__ = ["DATASETS", "TASKS", "DatasetNotFoundError", "locate", "open_test_sets"]
+__all__ = ["DATASETS", "TASKS", "DatasetNotFoundError", "locate", "open_test_sets", "open_training_set"]
 
 DatasetKey = Literal["sidd-val", "sidd-medium", "sidd-benchmark", "gopro", "hide", "rain13k"]
 Task = Literal["denoise", "deblur", "derain"]
-TASKS: tuple[str, ...] = ("denoise", "deblur", "derain")
+TASKS: tuple[str, ...] = TASK_NAMES  # the task table (hinet.tasks) is the one definition
 
 
 def _has_pair_dirs(folder: Path) -> bool:
@@ -143,17 +145,35 @@ def open_test_sets(task: Task | str, data_dir: str | os.PathLike[str]) -> dict[s
         ValueError: unknown task.
         DatasetNotFoundError: a required set is missing.
     """
-    if task == "denoise":
-        return {"SIDD": SIDDValidation(locate(data_dir, "sidd-val"))}
-    if task == "deblur":
-        sets: dict[str, Dataset] = {"GoPro": GoPro(locate(data_dir, "gopro"), "test")}
+    entry = task_entry(task)
+    sets: dict[str, Dataset] = {}
+    for key in entry.test_keys:
+        sets.update(_TEST_SETS[key](locate(data_dir, key)))
+    for key in entry.optional_keys:  # e.g. HIDE for deblurring: scored when present
         try:
-            hide_root = locate(data_dir, "hide")
+            root = locate(data_dir, key)
         except DatasetNotFoundError:
-            return sets  # HIDE is optional for deblurring
-        sets["HIDE"] = HIDE(hide_root)
-        return sets
-    if task == "derain":
-        root = locate(data_dir, "rain13k")
-        return {name: Rain13k(root, name) for name in RAIN13K_TEST_SETS}
-    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+            continue
+        sets.update(_TEST_SETS[key](root))
+    return sets
+
+
+# locate key -> the test sets found at that root, and the training set (hinet.tasks names the keys)
+_TEST_SETS: dict[str, Callable[[Path], dict[str, Dataset]]] = {
+    "sidd-val": lambda root: {"SIDD": SIDDValidation(root)},
+    "gopro": lambda root: {"GoPro": GoPro(root, "test")},
+    "hide": lambda root: {"HIDE": HIDE(root)},
+    "rain13k": lambda root: {name: Rain13k(root, name) for name in RAIN13K_TEST_SETS},
+}
+
+
+def open_training_set(task: Task | str, data_dir: str | os.PathLike[str]) -> Dataset:
+    """The paired training set of a task, found at any depth under ``data_dir`` (SIDD Medium ``Data/``,
+    GoPro ``train``, Rain13k ``train``)."""
+    from .sidd import SIDDMedium
+
+    key = task_entry(task).train_key
+    readers: dict[str, Callable[[Path], Dataset]] = {
+        "sidd-medium": SIDDMedium, "gopro": lambda root: GoPro(root, "train"),
+        "rain13k": lambda root: Rain13k(root, "train")}
+    return readers[key](locate(data_dir, key))

@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..tasks import RAIN13K_TEST_SETS  # the five test sets HINet and MPRNet report, in their table order
 from .io import DatasetNotFoundError
 from .paired import PairedFiles, pair_folders
 
 __all__ = ["RAIN13K_LAYOUT", "RAIN13K_TEST_SETS", "RAIN13K_URL", "Rain13k"]
 
-#: The five test sets HINet and MPRNet report, in their table order.
-RAIN13K_TEST_SETS: tuple[str, ...] = ("Test100", "Rain100H", "Rain100L", "Test2800", "Test1200")
 RAIN13K_URL = "the Google Drive links in MPRNet's Deraining/Datasets/README.md (https://github.com/swz30/MPRNet)"
 RAIN13K_LAYOUT = (
     "  <root>/train/input/*.jpg + <root>/train/target/*.jpg\n"

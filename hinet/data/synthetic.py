@@ -34,6 +34,7 @@ from scipy import ndimage
 from skimage.draw import line_aa
 from torch.utils.data import Dataset
 
+from ..tasks import TASK_NAMES, TASKS
 from .rain13k import RAIN13K_TEST_SETS
 
 __all__ = [
@@ -45,7 +46,7 @@ __all__ = [
     "synthetic_test_sets",
 ]
 
-SYNTHETIC_TASKS: tuple[str, ...] = ("denoise", "deblur", "derain")
+SYNTHETIC_TASKS: tuple[str, ...] = TASK_NAMES  # the task table (hinet.tasks) is the one definition
 TRAIN_PHOTOS: tuple[str, ...] = ("astronaut", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry")
 TEST_PHOTOS: tuple[str, ...] = ("chelsea", "motorcycle_left", "motorcycle_right")
 RAIN_LEVELS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
@@ -261,14 +262,10 @@ def synthetic_test_sets(task: Task | str, *, size: int = 128, count: int = 8, se
     ``"<Rain13k set> (synthetic)"`` (Rain100H heavy rain, Rain100L light, the others medium). Every set draws
     from the held-out test photographs; each has its own seed stream.
     """
-    if task == "denoise":
-        names = {"SIDD (synthetic)": None}
-    elif task == "deblur":
-        names = {"GoPro (synthetic)": None}
-    elif task == "derain":
-        names = {f"{s} (synthetic)": _RAIN_SET_LEVELS.get(s, "medium") for s in RAIN13K_TEST_SETS}
-    else:
+    if task not in TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; expected one of {SYNTHETIC_TASKS}")
+    levels = {f"{s} (synthetic)": _RAIN_SET_LEVELS.get(s, "medium") for s in RAIN13K_TEST_SETS}
+    names = {name: levels.get(name) if task == "derain" else None for name in TASKS[task].synthetic_sets}
     return {
         name: SyntheticPairs(
             task, "test", size=size, count=count, seed=seed + _stable_code(name), rain_level=level, name=name

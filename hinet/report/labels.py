@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 
-PAPER_RECIPES = ("paper", "eval")  # recipes whose real-data results may share axes with paper numbers
+from ..tasks import PAPER_KINDS
+
+PAPER_RECIPES = PAPER_KINDS  # recipes whose real-data results may share axes with paper numbers (hinet.tasks)
 NOT_COMPARABLE = "not comparable to the paper"
 
 

@@ -1,0 +1,82 @@
+"""The task table and the suite's vocabularies, each defined once.
+
+A task (denoise, deblur, derain) fixes its dataset (the recipe's name and ``--dataset`` value), where
+its training data is found (a :func:`hinet.data.locate.locate` key), its test sets, its default
+scoring protocols (the paper's first) and its synthetic stand-in. Every module that needs one of these
+reads it from :data:`TASKS` instead of keeping its own list or if-chain.
+
+Vocabularies: :data:`RECIPE_KINDS` (what produced a record; only ``paper`` and ``eval`` numbers on real
+data are ever put beside published ones) and :data:`SPLITS` (what a record measures). Records refuse
+values outside them, so a typo cannot cross the rule that keeps synthetic and proxy numbers away from
+the paper's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class Task:
+    """One restoration task.
+
+    Args:
+        name: ``denoise`` / ``deblur`` / ``derain`` (keys of ``hinet.evaluate.PROTOCOLS``).
+        dataset: the dataset the paper trains on, also its recipe's name: ``sidd`` / ``gopro`` / ``rain13k``.
+        title: printed name of that dataset.
+        train_key: :func:`hinet.data.locate.locate` key of the training data.
+        test_keys: locate keys of the required test sets (``hinet.data.locate.open_test_sets`` opens them).
+        optional_keys: locate keys of test sets opened only when present (HIDE for deblurring).
+        protocols: default scoring protocols, the one of the paper's numbers first.
+        synthetic_sets: names of the synthetic stand-ins of the test sets.
+    """
+
+    name: str
+    dataset: str
+    title: str
+    train_key: str
+    test_keys: tuple[str, ...]
+    optional_keys: tuple[str, ...]
+    protocols: tuple[str, ...]
+    synthetic_sets: tuple[str, ...]
+
+
+RAIN13K_TEST_SETS: tuple[str, ...] = ("Test100", "Rain100H", "Rain100L", "Test2800", "Test1200")
+
+TASKS: dict[str, Task] = {
+    t.name: t for t in (
+        Task("denoise", "sidd", "SIDD", "sidd-medium", ("sidd-val",), (), ("official", "clamped"),
+             ("SIDD (synthetic)",)),
+        Task("deblur", "gopro", "GoPro", "gopro", ("gopro",), ("hide",), ("official",), ("GoPro (synthetic)",)),
+        Task("derain", "rain13k", "Rain13k", "rain13k", ("rain13k",), (), ("official",),
+             tuple(f"{s} (synthetic)" for s in RAIN13K_TEST_SETS)),
+    )
+}
+TASK_NAMES: tuple[str, ...] = tuple(TASKS)
+DATASETS: dict[str, Task] = {t.dataset: t for t in TASKS.values()}
+
+RECIPE_KINDS: tuple[str, ...] = ("paper", "proxy", "eval", "eval-subset", "bench")
+PAPER_KINDS: tuple[str, ...] = ("paper", "eval")  # the only kinds whose real-data numbers meet published ones
+SPLITS: tuple[str, ...] = ("train", "val", "test", "model", "bench")
+
+
+def task(name: str) -> Task:
+    """The task called ``name``; an unknown name is a user error listing the valid ones."""
+    if name not in TASKS:
+        raise UserError(f"unknown task {name!r}; expected one of {TASK_NAMES}")
+    return TASKS[name]
+
+
+def task_of_dataset(dataset: str) -> Task:
+    """The task whose paper dataset is ``dataset`` (``sidd`` -> denoise)."""
+    if dataset not in DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}; expected one of {tuple(DATASETS)}")
+    return DATASETS[dataset]
+
+
+def check_vocabulary(value: str, vocabulary: tuple[str, ...], field: str) -> str:
+    if value not in vocabulary:
+        raise UserError(f"{field}={value!r}: expected one of {vocabulary}")
+    return value
