@@ -73,6 +73,10 @@ class PrecisionFallbackWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------------------------- description
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 @dataclass(frozen=True)
 class CPUInfo:
     """The CPU this process runs on.
@@ -104,7 +108,8 @@ class CPUInfo:
 
     def describe(self) -> str:
         bf16 = f"bf16 {self.native_bf16}" if self.native_bf16 else "no native bf16"
-        return f"CPU {self.model}, {self.capability}, {bf16}, {self.cores} cores, {self.threads} threads"
+        cores, threads = _count(self.cores, "core"), _count(self.threads, "thread")
+        return f"CPU {self.model}, {self.capability}, {bf16}, {cores}, {threads}"
 
 
 @dataclass(frozen=True)
@@ -342,9 +347,10 @@ def conv_gflop(batch: int, cin: int, cout: int, height: int, width: int, kernel:
 
 
 def measure_conv(batch: int, cin: int, cout: int, size: int, *, dtype: torch.dtype | None = None,
-                 min_run_time: float = 1.0) -> float:
-    """Median seconds of one 3x3 convolution (bias, padding 1) on a random (N, Cin, size, size) fp32 input in
-    [0, 1], under ``torch.inference_mode`` and optional CPU autocast to ``dtype``; torch.utils.benchmark."""
+                 min_run_time: float = 1.0) -> tuple[float, float]:
+    """(median, fastest) seconds per call of one 3x3 convolution (bias, padding 1) on a random (N, Cin, size,
+    size) fp32 input in [0, 1], under ``torch.inference_mode`` and optional CPU autocast to ``dtype``;
+    ``torch.utils.benchmark`` blocks (the fastest block is the least disturbed on a shared machine)."""
     from torch.utils import benchmark
 
     gen = torch.Generator().manual_seed(0)
@@ -358,7 +364,8 @@ def measure_conv(batch: int, cin: int, cout: int, size: int, *, dtype: torch.dty
 
     run()  # oneDNN builds its kernel at the first call
     timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=min_run_time).median
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    return measurement.median, min(measurement.times)
 
 
 DEFAULT_SHAPES = ("32x256", "64x256", "64x128", "128x64")  # channels x side: HINet width 32, levels 1-3 at 256
@@ -367,10 +374,12 @@ DEFAULT_SHAPES = ("32x256", "64x256", "64x128", "128x64")  # channels x side: HI
 def roofline(shapes: tuple[str, ...] = DEFAULT_SHAPES, *, fma_units: int = 2, mhz: float | None = None,
              bf16: bool = False, min_run_time: float = 1.0) -> list[dict]:
     """Measure each ``"CxS"`` shape (1 x C x S x S -> C channels, 3x3) and return one dict per shape:
-    ``shape, gflop, seconds, gflops, peak_gflops, fraction`` (and ``bf16_seconds``, ``bf16_speedup`` with
-    ``bf16``)."""
+    ``shape, gflop, seconds`` (median), ``gflops``, ``peak_gflops``, ``fraction`` (of the all-cores peak),
+    ``thread_fraction`` (of the peak of the min(threads, cores) cores torch's threads can use), ``best_gflops``
+    (the fastest block), and ``bf16_seconds``, ``bf16_speedup`` with ``bf16``."""
     info = cpu_info()
     peak = theoretical_peak_gflops(info, fma_units=fma_units, mhz=mhz)
+    thread_peak = peak * min(info.threads, info.cores) / info.cores
     rows = []
     for shape in shapes:
         try:
@@ -379,13 +388,14 @@ def roofline(shapes: tuple[str, ...] = DEFAULT_SHAPES, *, fma_units: int = 2, mh
             raise UserError(f"--shapes {shape!r}: expected CHANNELSxSIDE, e.g. 32x256") from None
         if channels < 1 or side < 1:
             raise UserError(f"--shapes {shape!r}: expected positive channels and side")
-        seconds = measure_conv(1, channels, channels, side, min_run_time=min_run_time)
+        seconds, fastest = measure_conv(1, channels, channels, side, min_run_time=min_run_time)
         gflop = conv_gflop(1, channels, channels, side, side)
         row = {"shape": f"1x{channels}x{side}x{side} -> {channels}", "gflop": gflop, "seconds": seconds,
-               "gflops": gflop / seconds, "peak_gflops": peak, "fraction": gflop / seconds / peak}
+               "gflops": gflop / seconds, "peak_gflops": peak, "fraction": gflop / seconds / peak,
+               "thread_fraction": gflop / seconds / thread_peak, "best_gflops": gflop / fastest}
         if bf16:
             row["bf16_seconds"] = measure_conv(1, channels, channels, side, dtype=torch.bfloat16,
-                                               min_run_time=min_run_time)
+                                               min_run_time=min_run_time)[0]
             row["bf16_speedup"] = seconds / row["bf16_seconds"]
         rows.append(row)
     return rows
@@ -431,12 +441,15 @@ def main(argv: list[str] | None = None) -> int:
             f"/proc/cpuinfo 'cpu MHz', highest of the {info.logical_cpus} CPUs available; the kernel's "
             f"{'(hypervisor-reported) ' if 'hypervisor' in info.flags else ''}current/nominal clock, not boost")
         print(f"torch.backends.cpu.get_cpu_capability() = {info.capability}; torch {torch.__version__}; "
-              f"{torch.get_num_threads()} threads")
+              f"{_count(torch.get_num_threads(), 'thread')}")
         print(f"peak fp32 = {info.cores} cores x {a.fma_units} FMA units x {simd_lanes_fp32(info)} lanes x 2 flops x "
               f"{clock:.1f} MHz ({source}) = {rows[0]['peak_gflops']:.1f} GFLOP/s")
         for r in rows:
             line = (f"  conv3x3 {r['shape']:<24} {r['gflop']:6.2f} GFLOP  {r['seconds'] * 1e3:8.2f} ms  "
                     f"{r['gflops']:7.1f} GFLOP/s  = {100 * r['fraction']:5.1f}% of peak")
+            if info.threads < info.cores:
+                line += f" ({100 * r['thread_fraction']:.1f}% of the peak of {_count(info.threads, 'core')})"
+            line += f"; fastest block {r['best_gflops']:.1f} GFLOP/s"
             if "bf16_seconds" in r:
                 line += f"  | bf16 autocast {r['bf16_seconds'] * 1e3:8.2f} ms ({r['bf16_speedup']:.2f}x fp32 speed)"
             print(line)

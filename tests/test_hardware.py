@@ -74,7 +74,7 @@ def test_avx2_cpu_is_described_and_bf16_falls_back(avx2):
         "AMD EPYC 7B13 64-Core Processor", "AVX2", 2, 2, 2450.0)
     assert info.flags == ("avx2", "fma", "hypervisor") and info.native_bf16 is None
     assert hardware.describe() == (f"CPU AMD EPYC 7B13 64-Core Processor, AVX2, no native bf16, 2 cores, "
-                                   f"{torch.get_num_threads()} threads")
+                                   f"{torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''}")
     ok, reason = hardware.reduced_precision_ok("cpu", torch.bfloat16)
     assert not ok and "avx512_bf16" in reason and "AVX2" in reason
     assert hardware.reduced_precision_ok("cpu", None) == (True, "fp32 needs no hardware support")
@@ -155,7 +155,7 @@ def test_this_machine():
     ok, reason = hardware.reduced_precision_ok("cpu", "bf16")
     assert ok == native, reason
     line = hardware.describe()
-    assert line.startswith("CPU ") and info.capability in line and f"{info.threads} threads" in line
+    assert line.startswith("CPU ") and info.capability in line and f"{info.threads} thread" in line
 
 
 @pytest.mark.gpu
@@ -194,7 +194,7 @@ def test_cli_prints_description_and_roofline(capsys):
     assert out.splitlines()[0] == hardware.describe()
     assert f"get_cpu_capability() = {torch.backends.cpu.get_cpu_capability()}" in out
     assert "MHz (/proc/cpuinfo 'cpu MHz'" in out or "MHz (--mhz)" in out
-    assert "conv3x3 1x4x16x16 -> 4" in out and "% of peak" in out
+    assert "conv3x3 1x4x16x16 -> 4" in out and "% of peak" in out and "fastest block" in out
 
 
 @pytest.mark.parametrize("argv, message", [(["--device", "tpu9"], "device 'tpu9'"),
