@@ -453,6 +453,10 @@ def main(argv: list[str] | None = None) -> int:
             if "bf16_seconds" in r:
                 line += f"  | bf16 autocast {r['bf16_seconds'] * 1e3:8.2f} ms ({r['bf16_speedup']:.2f}x fp32 speed)"
             print(line)
+        thread_peak = rows[0]["peak_gflops"] * min(info.threads, info.cores) / info.cores
+        if any(r["best_gflops"] > thread_peak for r in rows):
+            print(f"note: a block ran above the computed peak of the threads' cores ({thread_peak:.1f} GFLOP/s): the "
+                  f"cores ran faster than {clock:.0f} MHz (boost) or have more FMA throughput; give --mhz")
         return 0
 
     return run_command("python -m hinet.hardware", body, argv)
