@@ -1,7 +1,9 @@
 """Opt-in fast paths for inference and training steps. The defaults elsewhere never change.
 
 What each switch does, measured with ``torch.profiler`` and interleaved timing on a shared 2-core AMD EPYC
-(AVX512-BF16) with torch 2.14, HINet width 32 at 256x256 (eager fp32 ~280-320 ms; ``nox -s bench`` re-measures):
+(AVX512-BF16) with torch 2.14, HINet width 32 at 256x256 (eager fp32 ~280-320 ms; ``nox -s bench`` re-measures).
+The 2-core AMD EPYC CI machine reported only AVX2 on 2026-12-01 (``python -m hinet.hardware``): state
+:func:`hinet.hardware.describe` with every figure, the bf16 ones above all:
 
 * convolutions (oneDNN) are ~70% of the eager forward and ~80% of the fast one, so fp32 eager switches can
   only remove the rest: together they give ~1.2-1.27x; ``compile`` ~1.4x; bfloat16 ~2.2-2.5x.
