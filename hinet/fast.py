@@ -1,7 +1,9 @@
 """Opt-in fast paths for inference and training steps. The defaults elsewhere never change.
 
 What each switch does, measured with ``torch.profiler`` and interleaved timing on a shared 2-core AMD EPYC
-(AVX512-BF16) with torch 2.14, HINet width 32 at 256x256 (eager fp32 ~280-320 ms; ``nox -s bench`` re-measures):
+(AVX512-BF16) with torch 2.14, HINet width 32 at 256x256 (eager fp32 ~280-320 ms; ``nox -s bench`` re-measures).
+The 2-core AMD EPYC CI machine reported only AVX2 on 2026-12-01 (``python -m hinet.hardware``): state
+:func:`hinet.hardware.describe` with every figure, the bf16 ones above all:
 
 * convolutions (oneDNN) are ~70% of the eager forward and ~80% of the fast one, so fp32 eager switches can
   only remove the rest: together they give ~1.2-1.27x; ``compile`` ~1.4x; bfloat16 ~2.2-2.5x.
@@ -20,6 +22,11 @@ What each switch does, measured with ``torch.profiler`` and interleaved timing o
   training steps it gave nothing over the eager switches at proxy scale and is off by default.
 * ``dtype``: autocast to bfloat16 (CPU with AVX512-BF16/AMX, or CUDA) or float16 (CUDA only); outputs come
   back as float32. Not bit-equal: tests require >= 45 dB PSNR against the fp32 output (~67 dB measured).
+  The ~2.2-2.5x above needs native bf16: on an AVX2-only CPU bf16 autocast is 10x or more *slower* than
+  fp32, so ``precision_policy`` (:func:`hinet.hardware.resolve_precision`) decides: ``"warn"`` (default)
+  runs fp32 there with one warning, ``"error"`` refuses, ``"force"`` runs the requested dtype anyway.
+  The effective dtype is ``InferenceRunner.dtype`` (None = fp32); records must state that one and
+  :func:`hinet.hardware.describe`.
 * Not used: TorchScript freeze/``optimize_for_inference`` (no gain over eager), disabling oneDNN (>2x
   slower), fused/foreach Adam and foreach clipping (within noise at ~110 parameter tensors), thread
   changes (2 intra-op threads on 2 cores is already the default). Process-wide, glibc's allocator returns
@@ -43,6 +50,8 @@ import torch
 from torch import nn
 
 from .blocks import PartialNorm
+from .errors import UserError
+from .hardware import PrecisionUnavailableError, precision_dtype, resolve_precision
 
 __all__ = [
     "FastPathUnavailableError",
@@ -54,10 +63,7 @@ __all__ = [
     "set_inplace_activations",
 ]
 
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class FastPathUnavailableError(RuntimeError):
+class FastPathUnavailableError(UserError, RuntimeError):
     """A requested fast path (``compile``, a reduced ``dtype``) cannot run on this platform."""
 
 
@@ -87,19 +93,13 @@ def set_inplace_activations(model: nn.Module, inplace: bool = True) -> int:
     return count
 
 
-def _resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype | None:
-    if isinstance(dtype, str):
-        if dtype not in _DTYPES:
-            raise ValueError(f"dtype={dtype!r}: expected one of {sorted(_DTYPES)} or a torch dtype")
-        dtype = _DTYPES[dtype]
-    if dtype in (None, torch.float32):
-        return None
-    if dtype not in (torch.bfloat16, torch.float16):
-        raise ValueError(f"dtype={dtype}: expected None/float32, torch.bfloat16 or torch.float16")
-    if dtype == torch.float16 and device.type != "cuda":
-        raise FastPathUnavailableError(f"dtype=float16 autocast needs a CUDA device; the model is on {device}. "
-                                       "Use dtype=torch.bfloat16 on CPU or dtype=None")
-    return dtype
+def _resolve_dtype(dtype: torch.dtype | str | None, device: torch.device,
+                   policy: str = "warn") -> torch.dtype | None:
+    """The autocast dtype to run (None: fp32) for a requested one, by :func:`hinet.hardware.resolve_precision`."""
+    try:
+        return precision_dtype(resolve_precision(dtype, device, policy))
+    except PrecisionUnavailableError as err:
+        raise FastPathUnavailableError(str(err)) from err
 
 
 def _check_compiler(device: torch.device) -> None:
@@ -161,7 +161,7 @@ class InferenceRunner:
 
 def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fused_norm: bool = True,
                            inplace_act: bool = True, compile: bool = False, dtype: torch.dtype | str | None = None,
-                           inplace: bool = False) -> InferenceRunner:
+                           precision_policy: str = "warn", inplace: bool = False) -> InferenceRunner:
     """Wrap a HINet (or any module returning a list of NCHW tensors) for fast inference.
 
     Args:
@@ -175,6 +175,10 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fuse
             when no C++ compiler is found (CPU) or when inductor fails.
         dtype: None/``"fp32"`` (default), ``torch.bfloat16``/``"bf16"`` (CPU or CUDA) or
             ``torch.float16``/``"fp16"`` (CUDA only) autocast.
+        precision_policy: where ``dtype`` would be slower than fp32 on this device
+            (:func:`hinet.hardware.reduced_precision_ok`): ``"warn"`` runs fp32 with one warning, ``"error"``
+            raises :class:`FastPathUnavailableError`, ``"force"`` runs ``dtype`` anyway. fp16 on a CPU is
+            always refused. The dtype that runs is the runner's ``dtype``.
         inplace: prepare ``model`` itself instead of a copy.
 
     Returns:
@@ -186,7 +190,7 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fuse
         device = next(model.parameters()).device
     except StopIteration:
         raise ValueError("optimize_for_inference: the model has no parameters") from None
-    amp = _resolve_dtype(dtype, device)
+    amp = _resolve_dtype(dtype, device, precision_policy)
     if compile:
         _check_compiler(device)
     net = model if inplace else copy.deepcopy(model)
@@ -209,14 +213,21 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fuse
 
 # ------------------------------------------------------------------------------------------------- training
 def fast_train_setup(model: nn.Module, *, channels_last: bool = True, fused_norm: bool = True,
-                     inplace_act: bool = True, compile: bool = False) -> nn.Module:
+                     inplace_act: bool = True, compile: bool = False, dtype: torch.dtype | str | None = None,
+                     precision_policy: str = "warn") -> nn.Module:
     """Prepare ``model`` (in place: the optimiser must see its parameters) for fast training steps.
 
     Switches as in :func:`optimize_for_inference` (fused norm, in-place activations, channels_last; all exact
     up to float rounding, gradients included). Returns the module to call in the step: ``model`` itself, or
     its ``torch.compile`` wrapper (sharing the parameters). Feed it batches made channels_last when
     ``channels_last`` (see :func:`make_train_step`).
+
+    ``dtype``/``precision_policy`` as in :func:`optimize_for_inference`, decided here, before any step: the
+    effective autocast dtype (None = fp32) is stored as ``model.autocast_dtype`` and is what
+    :func:`make_train_step` uses for this module when it is given no ``dtype`` of its own.
     """
+    device = next(model.parameters()).device
+    model.autocast_dtype = _resolve_dtype(dtype, device, precision_policy)
     if fused_norm:
         set_fused_norm(model, True)
     if inplace_act:
@@ -224,22 +235,28 @@ def fast_train_setup(model: nn.Module, *, channels_last: bool = True, fused_norm
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if compile:
-        _check_compiler(next(model.parameters()).device)
-        return torch.compile(model, dynamic=False)
+        _check_compiler(device)
+        return torch.compile(model, dynamic=False)  # reads model.autocast_dtype through to the module
     return model
 
 
 def make_train_step(net: Callable[[torch.Tensor], Sequence[torch.Tensor]], criterion: nn.Module,
                     optimizer: torch.optim.Optimizer, *, grad_clip: float, channels_last: bool = False,
-                    dtype: torch.dtype | str | None = None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+                    dtype: torch.dtype | str | None = None,
+                    precision_policy: str = "warn") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """One optimiser step as in ``hinet.train``: forward, multi-stage loss, backward, global-norm clip, step.
 
     ``step(degraded, clean)`` takes NCHW RGB [0, 1] batches and returns the detached loss tensor (no host
-    sync). The parameters clipped are those of ``optimizer``.
+    sync). The parameters clipped are those of ``optimizer``. ``dtype``/``precision_policy`` as in
+    :func:`optimize_for_inference`; without ``dtype``, the one :func:`fast_train_setup` chose for ``net``
+    (``net.autocast_dtype``), else fp32. The dtype that runs is ``step.dtype`` (None = fp32).
     """
     params = [p for group in optimizer.param_groups for p in group["params"]]
     device = params[0].device
-    amp = _resolve_dtype(dtype, device)
+    if dtype is None:
+        amp = getattr(net, "autocast_dtype", None)
+    else:
+        amp = _resolve_dtype(dtype, device, precision_policy)
 
     def step(degraded: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         if channels_last:
@@ -253,4 +270,5 @@ def make_train_step(net: Callable[[torch.Tensor], Sequence[torch.Tensor]], crite
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
+    step.dtype = amp
     return step

@@ -25,7 +25,15 @@ or PostgreSQL/MySQL across nodes: SQLite suits processes on one host (its lockin
 NFS). On RDB storages a heartbeat marks trials of killed workers failed and re-queues them once; the
 retry resumes the dead trial's run directory from its last checkpoint. Give workers different
 ``--seed`` values (or none): workers with one seed propose the same first trials. On a multi-GPU node
-give each worker its own GPU (``CUDA_VISIBLE_DEVICES=i``); ``--threads`` splits CPU cores.
+give each worker its own GPU (``CUDA_VISIBLE_DEVICES=i``); ``--threads`` splits CPU cores. PostgreSQL URLs
+need a driver: ``postgresql+psycopg://user@host:5432/db`` (psycopg 3, installed with the dev extras) or
+``postgresql+psycopg2://...``; ``tests/test_tune_postgres.py`` runs two workers on a real server.
+
+Watching a study live: ``pip install optuna-dashboard`` (not a dependency of this package), then
+``optuna-dashboard <storage-url>`` with the same URL the workers use, e.g. ``optuna-dashboard
+sqlite:///results/optuna/sidd-proxy.db`` or ``optuna-dashboard postgresql+psycopg://user@host/db``
+(recent versions also take a journal file path), and open http://127.0.0.1:8080/ (``--host``/``--port``
+change it). It reads the storage, so it works while workers run, on any machine that reaches it.
 
 Outputs: each trial trains in ``<runs-dir>/optuna-<study>-t<number>``; its trainer writes standard
 records as it goes (family ``optuna``, variant ``<study>-t<number>``, recipe ``proxy``, synthetic flag)
