@@ -16,6 +16,7 @@ from .patches import PatchDataset, dihedral, dihedral_inverse
 from .rain13k import RAIN13K_TEST_SETS, Rain13k
 from .sidd import SIDDBenchmark, SIDDMedium, SIDDValidation, write_sidd_kaggle_csv, write_sidd_submission
 from .synthetic import SyntheticPairs, synthetic_test_sets
+from .verify import check_image, verify_pairs
 
 _LAZY_PREPARE = ("PreparedCrops", "crop_positions", "prepare_crops")
 
@@ -59,4 +60,6 @@ __all__ = [
     "write_image",
     "write_sidd_kaggle_csv",
     "write_sidd_submission",
+    "check_image",
+    "verify_pairs",
 ]
