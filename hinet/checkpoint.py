@@ -156,8 +156,8 @@ def _load_failure(path: Path, err: BaseException) -> CheckpointError:
         return CheckpointError(f"{path}: not a PyTorch checkpoint (cannot be unpickled: {_first_sentence(detail)})")
     if isinstance(err, IsADirectoryError):
         return CheckpointError(f"{path}: is a folder; expected a checkpoint file (.pth)")
-    if isinstance(err, OSError):
-        return CheckpointError(f"{path}: cannot read: {err.strerror or err}")
+    if isinstance(err, OSError):  # the file opened fine (read_checkpoint tried): torch seeked to a bogus offset
+        return CheckpointError(f"{path}: truncated or corrupt checkpoint (torch.load: {err.strerror or err})")
     reason = _first_sentence(str(err))
     if "weights_only" in reason:
         reason = "torch.load refused it"
@@ -174,13 +174,15 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if path.is_dir():
         raise CheckpointError(f"{path}: is a folder; expected a checkpoint file (.pth)")
     try:
-        if path.stat().st_size == 0:
-            raise CheckpointError(f"{path}: empty file (0 bytes); expected a checkpoint")
+        with open(path, "rb") as fh:
+            if not fh.read(1):
+                raise CheckpointError(f"{path}: empty file (0 bytes); expected a checkpoint")
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read: {err.strerror or err}") from None
+    try:
         with warnings.catch_warnings():  # foreign pickles make the weights-only unpickler warn before failing
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location=map_location, weights_only=True)
-    except CheckpointError:
-        raise
     except (OSError, EOFError, pickle.UnpicklingError, RuntimeError, ValueError) as err:
         raise _load_failure(path, err) from None
 

@@ -38,7 +38,7 @@ from ..errors import run_command
 from .io import DatasetError, write_image
 from .paired import PairedFiles, pair_folders
 
-__all__ = ["PREPARE_SETTINGS", "PreparedCrops", "crop_positions", "prepare_crops", "main"]
+__all__ = ["PREPARE_SETTINGS", "PreparedCrops", "check_output_folder", "crop_positions", "prepare_crops", "main"]
 
 #: dataset -> (locate key, split, crop size, stride), from HINet's data-preparation scripts.
 PREPARE_SETTINGS: dict[str, tuple[str, str, int, int]] = {
@@ -106,6 +106,16 @@ def _crop_item(index: int) -> int:
     return n
 
 
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Raise ``FileExistsError`` for a file in the way or a non-empty folder without ``overwrite``, and
+    :class:`hinet.atomic.OutputError` when the folder cannot be created; both name the path."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output path {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {out} is not empty; pass overwrite=True (CLI: --overwrite)")
+    ensure_dir(out)
+
+
 def prepare_crops(
     pairs: Dataset,
     out_dir: str | os.PathLike[str],
@@ -137,11 +147,8 @@ def prepare_crops(
     out = Path(out_dir)
     if size < 1 or stride < 1:
         raise ValueError(f"crop size and stride must be positive, got size={size}, stride={stride}")
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output path {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"output folder {out} is not empty; pass overwrite=True (CLI: --overwrite)")
+    check_output_folder(out, overwrite)
+    if overwrite:
         for sub in (INPUT_DIR, GT_DIR):
             shutil.rmtree(out / sub, ignore_errors=True)
     ensure_dir(out / INPUT_DIR)  # a read-only --out (or parent) fails here, naming the folder
@@ -210,6 +217,7 @@ def _prepare(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--data {args.data}: no such folder")
     root = locate(args.data, key)
     pairs = SIDDMedium(root) if args.dataset == "sidd" else GoPro(root, split)
+    check_output_folder(args.out, args.overwrite)  # before the (long) check of the images
     if not args.no_verify:
         verify_pairs(pairs)
     n = prepare_crops(pairs, args.out, size=size, stride=stride, workers=args.workers, overwrite=args.overwrite)
