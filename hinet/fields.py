@@ -166,7 +166,7 @@ def _parse_plain(text: str, hint: Any, vocabulary: tuple[str, ...] | None) -> An
         return text
     if origin is typing.Literal:
         for option in args:
-            if str(option) == text or (isinstance(option, str) and option == text):
+            if str(option) == text:
                 return option
         raise _BadValue
     if origin is tuple:

@@ -298,3 +298,16 @@ def test_command_rows(row: CliRow, tmp_path: Path) -> None:
     assert len(lines) == 1 and ": error: " in lines[0], proc.stderr
     missing = [w for w in words if w not in lines[0]]
     assert not missing, (missing, lines[0])
+
+
+def test_one_line_unwraps_a_multi_line_message_from_a_worker():
+    from hinet.data import DatasetNotFoundError
+    from hinet.errors import one_line
+
+    wrapped = ("Caught DatasetNotFoundError in DataLoader worker process 0.\n"
+               "Original Traceback (most recent call last):\n"
+               '  File "worker.py", line 1, in fetch\n    raise DatasetNotFoundError(message)\n'
+               "hinet.data.io.DatasetNotFoundError: GoPro not found at /x.\nExpected layout:\n  <root>/test\n"
+               "Published at: https://example.org")
+    assert one_line(DatasetNotFoundError(wrapped)) == (
+        "GoPro not found at /x. Expected layout: <root>/test Published at: https://example.org")

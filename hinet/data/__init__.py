@@ -47,6 +47,7 @@ __all__ = [
     "SIDDMedium",
     "SIDDValidation",
     "SyntheticPairs",
+    "check_image",
     "crop_positions",
     "dihedral",
     "dihedral_inverse",
@@ -57,9 +58,8 @@ __all__ = [
     "read_image",
     "read_image_size",
     "synthetic_test_sets",
+    "verify_pairs",
     "write_image",
     "write_sidd_kaggle_csv",
     "write_sidd_submission",
-    "check_image",
-    "verify_pairs",
 ]
