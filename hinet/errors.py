@@ -14,6 +14,7 @@ entry points wrap their body in :func:`run_command`.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -40,14 +41,19 @@ def debug_requested(argv: list[str] | None = None) -> bool:
 
 def one_line(err: BaseException) -> str:
     """The message of ``err`` as one line. An exception re-raised from a DataLoader worker carries the
-    worker's traceback in its message: only the original message (its last line) is kept."""
+    worker's traceback in its message: only the original message (from the last line that starts with the
+    exception's name, plain or module-qualified as the traceback prints it) is kept."""
     text = str(err).strip()
     if "Original Traceback" in text:
         lines = [ln for ln in text.splitlines() if ln.strip()]
-        text = lines[-1] if lines else text
-        name = type(err).__name__
-        if text.startswith(name + ": "):
-            text = text[len(name) + 2:]
+        head = re.compile(rf"^(?:[\w.]+\.)?{re.escape(type(err).__name__)}: ?")
+        starts = [i for i, ln in enumerate(lines) if head.match(ln)]
+        if starts:
+            lines = lines[starts[-1]:]
+            lines[0] = head.sub("", lines[0], count=1)
+        else:
+            lines = lines[-1:]
+        text = "\n".join(lines)
     if isinstance(err, KeyError) and text.startswith(("'", '"')):
         text = text[1:-1]
     text = " ".join(part.strip() for part in text.splitlines() if part.strip())

@@ -177,7 +177,12 @@ def predict(models: Sequence[Model], images: torch.Tensor, *, tiled: bool = Fals
 
 
 def score(pred: torch.Tensor, target: torch.Tensor, proto: Protocol) -> dict[str, torch.Tensor]:
-    """Per-image metrics (N,) of a prediction under a protocol; inputs RGB NCHW, target in [0, 1]."""
+    """Per-image metrics (N,) of a prediction under a protocol; inputs RGB NCHW, target in [0, 1].
+
+    The target must lie in [0, 1] (checked before quantizing, which would clamp a 0..255 float image to white);
+    pred is clamped by the protocol, or scored unclamped by the official SIDD path (``peak="auto"``).
+    """
+    metrics.require_unit_range("target", target)
     if proto.quantize:
         pred, target = metrics.quantize(pred), metrics.quantize(target)
     elif proto.clamp:

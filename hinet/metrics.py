@@ -1,7 +1,12 @@
 """PSNR and SSIM, batched in torch, reproducing the official HINet/BasicSR metric code and MATLAB's.
 
 Every function takes **NCHW float tensors, RGB channel order, values in [0, 1]** (the network's output
-space). Results are one float64 value per image, shape ``(N,)``. PSNR is computed in float64; SSIM in
+space); C = 1 (grayscale, e.g. from :func:`rgb2gray`) is scored as one plane. Results are one float64 value
+per image, shape ``(N,)``. Values outside [0, 1] by more than half a uint8 step (:data:`RANGE_TOLERANCE`),
+NaN or inf raise :class:`MetricInputError` naming the argument and the range found -- 0..255 floats are the
+usual cause. The exception is PSNR's ``peak="auto"``: the official SIDD protocol scores the unclamped output
+and its heuristic exists for outputs above 1, so there only the target is checked (``check_range=False``
+turns the check off, e.g. to compare two raw network outputs). PSNR is computed in float64; SSIM in
 float32 with centred moments by default (``dtype=torch.float64`` for the exact value; see :func:`ssim`).
 Batches are processed a cache-sized block of images at a time, so any N works in bounded memory.
 
@@ -24,6 +29,7 @@ are symmetric in the channel axis, and :func:`to_y` applies the BT.601 weights t
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Literal
 
@@ -49,8 +55,30 @@ _SIGMA = 1.5
 _BLOCK_ELEMS = {"cpu": 1 << 18, "cuda": 1 << 26}
 
 
+# MATLAB rgb2gray: the luminance row of the inverse of rgb2ntsc's YIQ matrix
+# inv([1 0.956 0.621; 1 -0.272 -0.647; 1 -1.106 1.703])[0], as MATLAB documents it.
+_GRAY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+
+#: How far outside [0, 1] a float input may stray (rounding of an unclamped output): half a uint8 step.
+RANGE_TOLERANCE = 0.5 / 255.0
+
+
 class MetricInputError(ValueError):
     """A metric got tensors or options it cannot score."""
+
+
+def require_unit_range(name: str, x: torch.Tensor, *, tolerance: float = RANGE_TOLERANCE, hint: str = "") -> None:
+    """Raise :class:`MetricInputError` unless every value of ``x`` is finite and in [-tolerance, 1 + tolerance].
+
+    The message names ``name`` (``pred``/``target``) and the range found, e.g.
+    ``target: values in [0, 255]; expected floats in [0, 1] (divide 0..255 images by 255)``.
+    """
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if math.isnan(lo) or math.isnan(hi):
+        raise MetricInputError(f"{name}: contains NaN; expected floats in [0, 1]{hint}")
+    if lo < -tolerance or hi > 1.0 + tolerance:
+        raise MetricInputError(f"{name}: values in [{lo:.4g}, {hi:.4g}]; expected floats in [0, 1] "
+                               f"(divide 0..255 images by 255{hint})")
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor, *, y_channel: bool, crop_border: int) -> None:
@@ -74,6 +102,15 @@ def _check_pair(pred: torch.Tensor, target: torch.Tensor, *, y_channel: bool, cr
         raise MetricInputError(f"crop_border={crop_border} leaves nothing of a {h}x{w} image")
 
 
+_PRED_HINT = "; clamp the output, or use peak='auto' for the official unclamped SIDD score"
+
+
+def _check_ranges(pred: torch.Tensor, target: torch.Tensor, *, check_pred: bool) -> None:
+    require_unit_range("target", target)
+    if check_pred:
+        require_unit_range("pred", pred, hint=_PRED_HINT)
+
+
 def _crop(x: torch.Tensor, crop_border: int) -> torch.Tensor:
     if crop_border == 0:
         return x
@@ -94,6 +131,25 @@ def to_y(x: torch.Tensor, *, round_uint8: bool = False) -> torch.Tensor:
     if round_uint8:
         y255 = torch.floor(y255 + 0.5)  # MATLAB rounds half away from zero; Y is positive
     return y255 / 255.0
+
+
+def rgb2gray(x: torch.Tensor, *, round_uint8: bool = False) -> torch.Tensor:
+    """MATLAB's ``rgb2gray`` of RGB ``x`` (NCHW, [0, 1]) -> ``(N, 1, H, W)`` in [0, 1].
+
+    Gray = 0.298936021293775 R + 0.587043074451121 G + 0.114020904255103 B (MATLAB's documented weights),
+    in ``x``'s dtype. ``round_uint8=True`` gives what ``rgb2gray`` returns for a uint8 image: ``x`` is
+    taken on the uint8 grid (rounded to k/255), the weighted sum is formed on 0..255 and rounded half away
+    from zero (MATLAB's conversion to uint8), so white stays 255 although the weights sum to 1 - 1e-15.
+    Not BT.601 luma (:func:`to_y`): no 16..235 offset and scale.
+    """
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise MetricInputError(f"rgb2gray: expected NCHW RGB with C=3, got shape {tuple(x.shape)}")
+    w = torch.tensor(_GRAY_WEIGHTS, dtype=x.dtype, device=x.device)
+    if not round_uint8:
+        return torch.einsum("c,nchw->nhw", w, x).unsqueeze(1)
+    levels = torch.round(x.clamp(0.0, 1.0) * 255.0)  # the uint8 image MATLAB would see
+    gray255 = torch.einsum("c,nchw->nhw", w, levels).unsqueeze(1)
+    return torch.floor(gray255 + 0.5).clamp_(0.0, 255.0) / 255.0  # gray is >= 0: half away from zero
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
@@ -145,10 +201,13 @@ def psnr(
     peak: Peak = 1.0,
     round_y: bool = False,
     auto_scale: float = 1.0,
+    check_range: bool = True,
 ) -> torch.Tensor:
     """PSNR in dB per image, float64, shape (N,); ``inf`` where pred == target.
 
-    pred, target: NCHW RGB in [0, 1] (float output is not clamped here; see :func:`quantize`).
+    pred, target: NCHW RGB (or C = 1 gray) in [0, 1] (float output is not clamped here; see :func:`quantize`).
+        Both are checked to lie in [0, 1] (:func:`require_unit_range`), except pred with ``peak="auto"``
+        (the official SIDD protocol scores unclamped output); ``check_range=False`` checks neither.
     peak: signal peak on the [0, 1] scale (1.0 == 255 on uint8), or ``"auto"`` for the official
         heuristic: peak 1 if pred.max() <= 1 per image, else 255, judged on the scale the official code
         saw (``auto_scale``: 1 for raw float output, 255 for uint8 images). On raw float output an image
@@ -164,6 +223,8 @@ def psnr(
         raise MetricInputError(f"auto_scale: expected 1 or 255, got {auto_scale!r}")
     if not (peak == "auto" or (isinstance(peak, (int, float)) and not isinstance(peak, bool) and peak > 0)):
         raise MetricInputError(f"peak: expected a positive float or 'auto', got {peak!r}")
+    if check_range:
+        _check_ranges(pred, target, check_pred=peak != "auto")
     mse, peaks = [], []
     for blk in _blocks(pred):  # float64 copies one cache block at a time
         a = _prepare(pred[blk], crop_border, y_channel, round_y)
@@ -308,8 +369,12 @@ def ssim(
     round_y: bool = False,
     dtype: torch.dtype = torch.float32,
     arithmetic: Literal["fast", "reference"] = "fast",
+    check_range: bool = True,
 ) -> torch.Tensor:
-    """Mean SSIM per image, shape (N,) float64. pred, target: NCHW RGB in [0, 1].
+    """Mean SSIM per image, shape (N,) float64. pred, target: NCHW RGB in [0, 1], or C = 1 (gray).
+
+    Both inputs must lie in [0, 1] (:func:`require_unit_range`; ``check_range=False`` skips the check): the
+    constants C1, C2 assume that scale, so 0..255 floats would give a meaningless number.
 
     On the 0..255 scale with C1 = (0.01*255)^2, C2 = (0.03*255)^2 and the 11-tap Gaussian (sigma 1.5)
     window, cropping ``crop_border`` pixels first, as the reference does.
@@ -319,8 +384,8 @@ def ssim(
         border, full image (HINet's ``_ssim_cly``).
     variant="matlab": 2-D window with 'valid' filtering (Zhou Wang's ``SSIM_index``; BasicSR's ``_ssim``).
         On Y that is MPRNet's deraining SSIM (pass ``round_y=True`` for its uint8 Y). On RGB each channel
-        is scored this way and the channel scores averaged, as upstream BasicSR's ``calculate_ssim`` does.
-        Needs at least 11x11 pixels after cropping.
+        is scored this way and the channel scores averaged, as upstream BasicSR's ``calculate_ssim`` does;
+        a C = 1 gray input is Wang's ``SSIM_index`` on that image. Needs at least 11x11 pixels after cropping.
     dtype: arithmetic precision. float32 (default, about 2x faster on CPU) centres each image before the
         second moments and agrees with float64 to ~1e-7; float64 gives the exact value of the formula.
         The official code ran its 3-D SSIM in float32 without centring and differs from the exact value
@@ -334,11 +399,15 @@ def ssim(
             raise MetricInputError("arithmetic='reference' exists for the official RGB (3-D) SSIM only; "
                                    "the official Y SSIM ran in float64, which 'fast' with dtype=float64 matches")
         _check_pair(pred, target, y_channel=False, crop_border=crop_border)
+        if check_range:
+            _check_ranges(pred, target, check_pred=True)
         return torch.stack([_ssim3d_reference(_crop(p, crop_border), _crop(t, crop_border))
                             for p, t in zip(pred, target)])
     if arithmetic != "fast":
         raise MetricInputError(f"arithmetic: expected 'fast' or 'reference', got {arithmetic!r}")
     _check_pair(pred, target, y_channel=y_channel, crop_border=crop_border)
+    if check_range:
+        _check_ranges(pred, target, check_pred=True)
     if variant not in ("official", "matlab"):
         raise MetricInputError(f"variant: expected 'official' or 'matlab', got {variant!r}")
     if round_y and not y_channel:

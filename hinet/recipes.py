@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from .config import HINetConfig, field_error, scaled
+from .losses import LOSSES
 from .tasks import TASK_NAMES, TASKS
+
+AUGMENTATIONS = ("dihedral", "sidd", "none")
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,17 @@ class Recipe:
 
         if self.task not in TASKS:
             raise bad("task", f"expected one of {TASK_NAMES}")
-        if self.augment not in ("dihedral", "sidd", "none"):
-            raise bad("augment", "expected 'dihedral', 'sidd' or 'none'")
+        if self.augment not in AUGMENTATIONS:
+            raise bad("augment", f"expected one of {AUGMENTATIONS}")
+        if self.loss not in LOSSES:
+            raise bad("loss", f"expected one of {tuple(LOSSES)}")
         for name in ("total_iters", "batch_size", "crop", "val_every", "log_every", "width_divisor"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise bad(name, "expected a positive integer")
+        # val_limit=0 would score no image: every validation (and the run's final metrics) would be empty
+        if self.val_limit is not None and (not isinstance(self.val_limit, int) or isinstance(self.val_limit, bool)
+                                           or self.val_limit < 1):
+            raise bad("val_limit", "expected None (every image) or a positive number of images per set")
         if not 0 <= self.warmup_iters < self.total_iters:
             raise bad("warmup_iters", "expected 0 <= warmup_iters < total_iters")
         if not 0 <= self.eta_min <= self.lr:

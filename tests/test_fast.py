@@ -132,7 +132,7 @@ def test_bf16_autocast_on_cpu_is_close(model_and_reference) -> None:
     out = runner(x)
     assert out[-1].dtype == torch.float32
     assert (out[-1] - ref[-1]).abs().max().item() > 0  # really ran in reduced precision
-    assert psnr(out[-1], ref[-1]).min().item() >= MIN_PSNR_DB
+    assert psnr(out[-1], ref[-1], check_range=False).min().item() >= MIN_PSNR_DB  # raw outputs, not images
 
 
 @pytest.mark.slow
@@ -174,7 +174,7 @@ def test_cuda_paths(dtype) -> None:
     if dtype is None:
         assert max_abs(out, ref) <= FP32_TOL
     else:
-        assert psnr(out[-1], ref[-1]).min().item() >= MIN_PSNR_DB
+        assert psnr(out[-1], ref[-1], check_range=False).min().item() >= MIN_PSNR_DB  # raw outputs, not images
 
 
 # ------------------------------------------------------------------------------------------- training

@@ -16,6 +16,7 @@ from .patches import PatchDataset, dihedral, dihedral_inverse
 from .rain13k import RAIN13K_TEST_SETS, Rain13k
 from .sidd import SIDDBenchmark, SIDDMedium, SIDDValidation, write_sidd_kaggle_csv, write_sidd_submission
 from .synthetic import SyntheticPairs, synthetic_test_sets
+from .verify import check_image, verify_pairs
 
 _LAZY_PREPARE = ("PreparedCrops", "crop_positions", "prepare_crops")
 
@@ -46,6 +47,7 @@ __all__ = [
     "SIDDMedium",
     "SIDDValidation",
     "SyntheticPairs",
+    "check_image",
     "crop_positions",
     "dihedral",
     "dihedral_inverse",
@@ -56,6 +58,7 @@ __all__ = [
     "read_image",
     "read_image_size",
     "synthetic_test_sets",
+    "verify_pairs",
     "write_image",
     "write_sidd_kaggle_csv",
     "write_sidd_submission",

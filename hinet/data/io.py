@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
+import struct
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from ..atomic import atomic_write_bytes as _atomic_write_bytes
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -41,6 +43,13 @@ __all__ = [
 
 #: File extensions treated as images (compared case-insensitively; SIDD ships ``.PNG``).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+
+
+# What Pillow raises on corrupt, truncated or hostile files: OSError ("image file is truncated",
+# UnidentifiedImageError), SyntaxError ("broken PNG file"), ValueError, EOFError, struct.error on short headers,
+# and DecompressionBombError (an Exception) for absurd declared sizes.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, EOFError, struct.error,
+                                                  Image.DecompressionBombError)
 
 
 class DatasetError(ValueError):
@@ -82,8 +91,8 @@ def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
                 hwc = np.repeat(np.clip(gray, 0.0, 1.0)[:, :, None], 3, axis=2)
             else:  # L, LA, P, RGBA, CMYK, ...: Pillow's conversion to 8-bit RGB (alpha dropped)
                 hwc = np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except (OSError, SyntaxError, ValueError) as err:  # Pillow signals corrupt data with all three
-        raise DatasetError(f"cannot decode image {path}: {err}") from err
+    except DECODE_ERRORS as err:
+        raise DatasetError(f"cannot decode image {path}: {err}") from None
     return torch.from_numpy(np.ascontiguousarray(hwc.transpose(2, 0, 1)))  # (H, W, 3) -> (3, H, W)
 
 
@@ -100,8 +109,8 @@ def read_image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             width, height = im.size
-    except OSError as err:  # PIL.UnidentifiedImageError is an OSError
-        raise DatasetError(f"cannot read the image header of {path}: {err}") from err
+    except DECODE_ERRORS as err:  # PIL.UnidentifiedImageError is an OSError
+        raise DatasetError(f"cannot read the image header of {path}: {err}") from None
     return height, width
 
 
@@ -113,16 +122,9 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``data`` to ``path`` atomically with :func:`hinet.atomic.atomic_write_bytes` (temp file in the same
+    folder, fsync, mode from the umask, ``os.replace``); an unwritable path raises ``OutputError`` naming it."""
+    _atomic_write_bytes(path, data)
 
 
 def write_image(path: str | os.PathLike[str], img: torch.Tensor, *, compression_level: int = 3) -> None:

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Dataset
 
-from .io import DatasetError, is_image_file, read_image, read_image_size
+from .io import DatasetError, is_image_file, read_image
 
 __all__ = ["Pair", "PairedFiles", "check_unique_names", "list_images", "pair_folders"]
 
@@ -115,15 +115,12 @@ class PairedFiles(Dataset):
             )
         return degraded, clean, pair.name
 
-    def verify(self) -> None:
-        """Check every pair's sizes from the file headers (fast; no decoding). Raises :class:`DatasetError`."""
-        for pair in self.pairs:
-            hw_d, hw_c = read_image_size(pair.degraded), read_image_size(pair.clean)
-            if hw_d != hw_c:
-                raise DatasetError(
-                    f"size mismatch in pair {pair.name!r}: {pair.degraded} is {hw_d[0]}x{hw_d[1]}, "
-                    f"{pair.clean} is {hw_c[0]}x{hw_c[1]} (HxW)"
-                )
+    def verify(self, decode: str = "header", progress: bool = False) -> None:
+        """Check every pair's files (see :func:`hinet.data.verify.verify_pairs`; default: sizes from the headers
+        only). Raises :class:`DatasetError` naming the first bad file."""
+        from .verify import verify_pairs
+
+        verify_pairs(self, progress, decode=decode)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, root={str(self.root)!r}, items={len(self)})"

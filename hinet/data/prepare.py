@@ -33,10 +33,12 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from ..atomic import ensure_dir
+from ..errors import run_command
 from .io import DatasetError, write_image
 from .paired import PairedFiles, pair_folders
 
-__all__ = ["PREPARE_SETTINGS", "PreparedCrops", "crop_positions", "prepare_crops", "main"]
+__all__ = ["PREPARE_SETTINGS", "PreparedCrops", "check_output_folder", "crop_positions", "prepare_crops", "main"]
 
 #: dataset -> (locate key, split, crop size, stride), from HINet's data-preparation scripts.
 PREPARE_SETTINGS: dict[str, tuple[str, str, int, int]] = {
@@ -44,6 +46,7 @@ PREPARE_SETTINGS: dict[str, tuple[str, str, int, int]] = {
     "gopro": ("gopro", "train", 512, 256),
 }
 INPUT_DIR, GT_DIR = "input_crops", "gt_crops"
+PROG = "python -m hinet.data.prepare"
 
 
 def crop_positions(length: int, size: int, stride: int, thresh_size: int = 0) -> list[int]:
@@ -103,6 +106,16 @@ def _crop_item(index: int) -> int:
     return n
 
 
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Raise ``FileExistsError`` for a file in the way or a non-empty folder without ``overwrite``, and
+    :class:`hinet.atomic.OutputError` when the folder cannot be created; both name the path."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"output path {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"output folder {out} is not empty; pass overwrite=True (CLI: --overwrite)")
+    ensure_dir(out)
+
+
 def prepare_crops(
     pairs: Dataset,
     out_dir: str | os.PathLike[str],
@@ -132,17 +145,14 @@ def prepare_crops(
             partial result is left behind.
     """
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output path {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"output folder {out} is not empty; pass overwrite=True (CLI: --overwrite)")
-        for sub in (INPUT_DIR, GT_DIR):
-            shutil.rmtree(out / sub, ignore_errors=True)
     if size < 1 or stride < 1:
         raise ValueError(f"crop size and stride must be positive, got size={size}, stride={stride}")
-    (out / INPUT_DIR).mkdir(parents=True, exist_ok=True)
-    (out / GT_DIR).mkdir(parents=True, exist_ok=True)
+    check_output_folder(out, overwrite)
+    if overwrite:
+        for sub in (INPUT_DIR, GT_DIR):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    ensure_dir(out / INPUT_DIR)  # a read-only --out (or parent) fails here, naming the folder
+    ensure_dir(out / GT_DIR)
     n_items = len(pairs)  # type: ignore[arg-type]
     initargs = (pairs, out, int(size), int(stride), int(thresh_size))
     total = 0
@@ -182,26 +192,35 @@ class PreparedCrops(PairedFiles):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """CLI entry point; see the module docstring."""
-    from .gopro import GoPro
-    from .locate import locate
-    from .sidd import SIDDMedium
-
-    parser = argparse.ArgumentParser(prog="python -m hinet.data.prepare", description=__doc__.split("\n")[0])
+    """CLI entry point; see the module docstring. Returns the exit code (2 with one line on stderr for a bad
+    --data/--out or a bad file; ``--debug`` adds the traceback)."""
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("dataset", choices=sorted(PREPARE_SETTINGS))
     parser.add_argument("--data", required=True, type=Path, help="folder holding the dataset (any depth)")
     parser.add_argument("--out", required=True, type=Path, help="output folder for input_crops/ and gt_crops/")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace crops in a non-empty --out")
+    parser.add_argument("--no-verify", action="store_true", help="skip the check that every image decodes")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     args = parser.parse_args(argv)
+    return run_command(PROG, lambda: _prepare(args), None if argv is None else list(argv))
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from .gopro import GoPro
+    from .locate import locate
+    from .sidd import SIDDMedium
+    from .verify import verify_pairs
+
     key, split, size, stride = PREPARE_SETTINGS[args.dataset]
-    try:
-        root = locate(args.data, key)
-        pairs = SIDDMedium(root) if args.dataset == "sidd" else GoPro(root, split)
-        n = prepare_crops(pairs, args.out, size=size, stride=stride, workers=args.workers, overwrite=args.overwrite)
-    except (FileNotFoundError, FileExistsError, DatasetError) as err:  # user-facing: message, no traceback
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if not args.data.is_dir():
+        raise FileNotFoundError(f"--data {args.data}: no such folder")
+    root = locate(args.data, key)
+    pairs = SIDDMedium(root) if args.dataset == "sidd" else GoPro(root, split)
+    check_output_folder(args.out, args.overwrite)  # before the (long) check of the images
+    if not args.no_verify:
+        verify_pairs(pairs)
+    n = prepare_crops(pairs, args.out, size=size, stride=stride, workers=args.workers, overwrite=args.overwrite)
     print(f"{pairs.name}: {len(pairs)} pairs from {root} -> {n} crop pairs of {size}px (stride {stride}) in {args.out}")
     return 0
 

@@ -28,6 +28,7 @@ import base64
 import csv
 import io as _io
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 
@@ -74,27 +75,66 @@ def _is_v73(path: Path) -> bool:
     return h5py.is_hdf5(path)
 
 
+def _says_v73(path: Path) -> bool:
+    """True when the 116-byte MATLAB text header announces a v7.3 (HDF5) file."""
+    with open(path, "rb") as f:
+        return f.read(116).startswith(b"MATLAB 7.3")
+
+
+def _open_v73(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:  # h5py: "Unable to synchronously open file (truncated file: eof = ...)"
+        raise DatasetError(f"{path}: truncated or corrupt MAT v7.3 (HDF5) file: {_h5_reason(err)}") from None
+
+
+def _h5_reason(err: OSError) -> str:
+    text = str(err)
+    inner = re.search(r"\((.*)\)", text)  # h5py puts HDF5's own reason in parentheses
+    return inner[1] if inner else text
+
+
+def _v73_dataset(f: h5py.File, path: Path, key: str) -> h5py.Dataset:
+    if key not in f:
+        raise DatasetError(f"{path}: no variable {key!r} (found {sorted(f.keys())}); expected {_EXPECTED}")
+    node = f[key]
+    if isinstance(node, h5py.Group):
+        raise DatasetError(f"{path}: variable {key!r} is a MATLAB struct (an HDF5 group holding "
+                           f"{sorted(node.keys())}); expected {_EXPECTED}")
+    if not isinstance(node, h5py.Dataset):
+        raise DatasetError(f"{path}: variable {key!r} is a {type(node).__name__}; expected {_EXPECTED}")
+    if h5py.check_dtype(ref=node.dtype) is not None:
+        raise DatasetError(f"{path}: variable {key!r} is a MATLAB cell array (HDF5 object references); "
+                           f"expected {_EXPECTED}")
+    return node
+
+
 def sidd_blocks_shape(path: str | os.PathLike[str], key: str) -> tuple[int, int, int, int, int]:
     """Validate a SIDD block file from its header and return the MATLAB-order shape (N, B, 256, 256, 3).
 
     Raises:
         FileNotFoundError: the file is missing.
-        DatasetError: the file is not a MAT file, lacks ``key``, or the variable is not uint8 (N, B, 256, 256, 3).
+        DatasetError: the file is not a (complete) MAT file, lacks ``key``, or the variable is not a uint8 array
+            (N, B, 256, 256, 3) (a struct or cell array is named as such).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SIDD block file not found: {path}")
     if _is_v73(path):
-        with h5py.File(path, "r") as f:
-            if key not in f or not isinstance(f[key], h5py.Dataset):
-                raise DatasetError(f"{path}: no variable {key!r} (found {sorted(f.keys())}); expected {_EXPECTED}")
-            ds = f[key]
+        with _open_v73(path) as f:
+            ds = _v73_dataset(f, path, key)
             shape, dtype = tuple(reversed(ds.shape)), str(ds.dtype)
     else:
+        if _says_v73(path):
+            raise DatasetError(f"{path}: the header announces MAT v7.3 but no HDF5 data follow (truncated file, "
+                               f"{path.stat().st_size} bytes)")
+        size = path.stat().st_size
+        if size < 128:
+            raise DatasetError(f"{path} is not a MAT file: {size} bytes, shorter than the 128-byte MAT header")
         try:
             variables = scipy.io.whosmat(str(path))
-        except (ValueError, TypeError, OSError, scipy.io.matlab.MatReadError) as err:
-            raise DatasetError(f"{path} is not a readable MAT file: {err}") from err
+        except Exception as err:  # scipy's reader raises IndexError, ValueError, struct.error... on bad bytes
+            raise DatasetError(f"{path} is not a readable MAT file ({type(err).__name__}: {err})") from None
         found = {name: (tuple(shape), cls) for name, shape, cls in variables}
         if key not in found:
             raise DatasetError(f"{path}: no variable {key!r} (found {sorted(found)}); expected {_EXPECTED}")
@@ -105,18 +145,26 @@ def sidd_blocks_shape(path: str | os.PathLike[str], key: str) -> tuple[int, int,
 
 
 def read_sidd_blocks(path: str | os.PathLike[str], key: str) -> np.ndarray:
-    """Load a SIDD block variable as a C-contiguous uint8 array (N, B, 256, 256, 3), RGB, values 0..255."""
+    """Load a SIDD block variable as a C-contiguous uint8 array (N, B, 256, 256, 3), RGB, values 0..255.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        DatasetError: as :func:`sidd_blocks_shape`, or the pixel data are truncated or undecodable.
+    """
     path = Path(path)
     shape = sidd_blocks_shape(path, key)
     if _is_v73(path):
-        with h5py.File(path, "r") as f:
-            # HDF5 axes are MATLAB's reversed: (3, 256, 256, B, N) -> transpose all axes -> (N, B, 256, 256, 3)
-            data = np.ascontiguousarray(f[key][()].transpose())
+        with _open_v73(path) as f:
+            try:
+                # HDF5 axes are MATLAB's reversed: (3, 256, 256, B, N) -> transpose all axes -> (N, B, 256, 256, 3)
+                data = np.ascontiguousarray(_v73_dataset(f, path, key)[()].transpose())
+            except OSError as err:
+                raise DatasetError(f"{path}: cannot read variable {key!r}: {_h5_reason(err)}") from None
     else:
         try:
             data = np.ascontiguousarray(scipy.io.loadmat(str(path), variable_names=[key])[key])
-        except (ValueError, TypeError, OSError, scipy.io.matlab.MatReadError) as err:  # e.g. truncated data
-            raise DatasetError(f"{path}: cannot read variable {key!r}: {err}") from err
+        except Exception as err:  # e.g. truncated data: "could not read bytes", zlib errors
+            raise DatasetError(f"{path}: cannot read variable {key!r} ({type(err).__name__}: {err})") from None
     if data.shape != tuple(shape) or data.dtype != np.uint8:
         raise DatasetError(f"{path}: variable {key!r} decoded as {data.dtype} {data.shape}; expected {_EXPECTED}")
     return data
@@ -201,6 +249,10 @@ class SIDDBenchmark(Dataset):
     @cached_property
     def _noisy(self) -> np.ndarray:
         return read_sidd_blocks(self.noisy_path, self.NOISY)
+
+    def load(self) -> None:
+        """Load the block array now (otherwise done on the first item access)."""
+        _ = self._noisy
 
     def __len__(self) -> int:
         return self.images * self.blocks
