@@ -286,3 +286,12 @@ def test_evaluate_rejects_tlc_and_plain_protocols_together() -> None:
     full = PROTOCOLS["deblur"]["full"]
     with pytest.raises(ValueError, match="different inference modes"):
         evaluate(tiny(), sets, [full, with_tlc(full)], progress=False)
+
+
+def test_published_tlc_rows_match_the_gains_printed_beside_them() -> None:
+    from hinet.report import load_published
+
+    key = load_published().set_index(["dataset", "method", "metric"])["value"]
+    # the TLC README prints HINet-Local as "33.08 (+0.37)" and "30.66 (+0.33)" over HINet 32.71 / 30.33
+    assert key[("GoPro", "HINet-Local", "psnr")] - key[("GoPro", "HINet (paper)", "psnr")] == pytest.approx(0.37)
+    assert key[("HIDE", "HINet-Local", "psnr")] - key[("HIDE", "HINet", "psnr")] == pytest.approx(0.33)
