@@ -12,13 +12,19 @@ every choice so that a number always travels with the protocol that produced it:
 * derain/official: tiled like deblur, uint8, Y-channel (BT.601, unrounded) PSNR and 2-D SSIM.
 * */matlab: how MPRNet's MATLAB scripts score the same task (full image; Y rounded to uint8 and
   'valid' SSIM for deraining), for comparing with papers that report that way.
+
+Any protocol can also run the network with the Test-time Local Converter (``hinet.tlc``, Chu et al.
+ECCV 2022): ``with_tlc(protocol, 384, 256)`` gives e.g. ``deblur/full+tlc384-256``, whose instance norms
+take windowed statistics; the name and :meth:`Protocol.describe` say so, so a TLC number is never
+mistaken for a plain one. The TLC paper's HINet-Local numbers use ``deblur/full`` + TLC base 384.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -28,6 +34,7 @@ from . import metrics
 from .data.io import write_image
 from .data.patches import dihedral, dihedral_inverse
 from .tasks import TASKS
+from .tlc import to_local
 
 Model = Callable[[torch.Tensor], Sequence[torch.Tensor]]
 
@@ -48,6 +55,10 @@ class Protocol:
         ssim_arithmetic: ``fast`` (batched, float32 with centring; within 1.5e-4 of the official values,
             1e-5 except on near-identical images) or ``reference`` (the official float32 Conv3d, RGB only;
             reproduces the official numbers to 1e-7, about 50x slower). See ``hinet.metrics.ssim``.
+        tlc: ``(base_size, train_size)``: run the model(s) converted by ``hinet.tlc.to_local`` (instance norm
+            over a window of ``base_size`` input pixels, calibrated at ``train_size``), or None (whole-map
+            statistics, the plain network). Make TLC protocols with :func:`with_tlc`. Composes with TTA,
+            ensembles and tiling (with 256 tiles and base 384 every window covers its tile: no change).
     """
 
     name: str
@@ -60,10 +71,24 @@ class Protocol:
     ssim: str | None = "official"
     peak: float | str = 1.0
     ssim_arithmetic: str = "fast"
+    tlc: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        if self.tlc is not None and (
+                not isinstance(self.tlc, tuple) or len(self.tlc) != 2
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in self.tlc)):
+            raise ValueError(f"Protocol {self.name!r}: tlc={self.tlc!r}: expected None or a (base_size, train_size) "
+                             "tuple of positive integers")
 
     @property
     def inference(self) -> tuple:
+        """(tiled, tile): how images are cut for the network (kept a pair for existing callers)."""
         return (self.tiled, self.tile)
+
+    @property
+    def mode(self) -> tuple:
+        """(tiled, tile, tlc): everything that changes the prediction; one :func:`evaluate` call runs one mode."""
+        return (self.tiled, self.tile, self.tlc)
 
     def describe(self) -> str:
         """Short protocol label, e.g. ``deblur/official [tiled256, uint8, RGB, ssim=official]``."""
@@ -72,7 +97,25 @@ class Protocol:
                  ("Y (rounded)" if self.y_round else "Y") if self.y_channel else "RGB",
                  f"peak={self.peak}", f"ssim={self.ssim}" + ("/reference" if self.ssim_arithmetic == "reference"
                                                                  else "")]
+        if self.tlc is not None:
+            parts.insert(1, f"TLC base {self.tlc[0]}/train {self.tlc[1]}")
         return f"{self.name} [{', '.join(parts)}]"
+
+
+_TLC_SUFFIX = re.compile(r"\+tlc\d+-\d+$")
+
+
+def with_tlc(proto: Protocol, base_size: int | None = 384, train_size: int = 256) -> Protocol:
+    """``proto`` run with TLC (``hinet.tlc.to_local(model, base_size, train_size)``), renamed
+    ``<name>+tlc<base_size>-<train_size>`` (e.g. ``deblur/full+tlc384-256``); ``base_size=None`` gives the
+    plain protocol back (suffix removed). Sizes are positive ints, in input pixels."""
+    base_name = _TLC_SUFFIX.sub("", proto.name)
+    if base_size is None:
+        return replace(proto, name=base_name, tlc=None)
+    for field, value in (("base_size", base_size), ("train_size", train_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"with_tlc {field}={value!r}: expected a positive integer (pixels)")
+    return replace(proto, name=f"{base_name}+tlc{base_size}-{train_size}", tlc=(base_size, train_size))
 
 
 _TILED = dict(tiled=True, quantize=True)
@@ -224,7 +267,10 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
              save_limit: int | None = None) -> list[SetResult]:
     """Run every dataset through the model(s) once and score it under each protocol.
 
-    All protocols must share one inference mode (tiled or not). ``limit`` takes the first N images of
+    All protocols must share one inference mode (:attr:`Protocol.mode`: tiled or not, tile size, TLC
+    setting). With TLC on, each model is replaced by a converted copy (``hinet.tlc.to_local``; the models
+    passed in are not changed; they must be ``nn.Module`` or ``hinet.fast.InferenceRunner``, else a
+    ValueError). ``limit`` takes the first N images of
     each set. ``save_dir`` writes ``<save_dir>/{input,target,<label>}/<set>__<name>.png`` (clamped,
     8-bit) for side-by-side viewing, for the first ``save_limit`` images of the first set only when
     ``save_limit`` is given (all images of every set otherwise). ``perceptual`` adds LPIPS (AlexNet,
@@ -234,9 +280,12 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
 
     models = [models] if callable(models) and not isinstance(models, Sequence) else list(models)
     protocols = list(protocols)
-    if len({p.inference for p in protocols}) != 1:
-        raise ValueError(f"protocols {[p.name for p in protocols]} use different inference modes; evaluate apart")
-    tiled, tile = protocols[0].inference
+    if not protocols:
+        raise ValueError("evaluate: no protocol given")
+    if len({p.mode for p in protocols}) != 1:
+        raise ValueError(f"protocols {[p.name for p in protocols]} use different inference modes "
+                         f"(tiled, tile, tlc) {[p.mode for p in protocols]}; evaluate apart")
+    tiled, tile, tlc = protocols[0].mode
     lpips_net = None
     if perceptual:
         from .perceptual import lpips_distance, lpips_model
@@ -245,6 +294,8 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
     for m in models:
         if isinstance(m, torch.nn.Module):
             m.eval().to(device)
+    if tlc is not None:
+        models = [to_local(m, *tlc) for m in models]
     results = []
     for set_name, dataset in datasets.items():
         if limit is not None:
