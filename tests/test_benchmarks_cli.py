@@ -337,3 +337,29 @@ def test_summary_json_is_strict() -> None:
     doc["results"][0]["metrics"]["ssim"] = float("nan")
     with pytest.raises(ValueError, match=r"'m': results\[0\] \(SIDD, p\)\.metrics\.ssim: value nan"):
         summary_json(doc)
+
+
+def test_gopro_tlc_scores_whole_images_with_local_statistics_beside_hinet_local(data, ckpts, tmp_path, capsys):
+    """--tlc: the official HINetLocal test setting (full image, no grids), labelled in every number; the
+    published HINet-Local row sits beside it; a small window really changes the numbers."""
+    js = tmp_path / "tlc.json"
+    code, out, _ = _run(gopro, ["--data", str(data), "--weights", str(ckpts["gopro_a"]), "--tlc", "--tlc-base-size",
+                                "48", "--json", str(js)], capsys)
+    assert code == 0
+    row = _table_row(out, "GoPro", "deblur/full+tlc48-256", "2")
+    assert "HINet-Local" in out and "33.08" in out
+    summary = json.loads(js.read_text())
+    described = {r["protocol"]: r["description"] for r in summary["results"]}
+    assert set(described) == {"deblur/full+tlc48-256"}  # the tiled default became the full-image protocol
+    assert "TLC base 48/train 256" in described["deblur/full+tlc48-256"]
+    code, out_full, _ = _run(gopro, ["--data", str(data), "--weights", str(ckpts["gopro_a"]), "--protocol", "full"],
+                             capsys)
+    assert code == 0 and _table_row(out_full, "GoPro", "deblur/full", "2")[3] != row[3]
+
+
+def test_tlc_needs_weights_and_its_sizes_need_tlc(data) -> None:
+    for argv in (["--tlc"], ["--weights", "x.pth", "--tlc-base-size", "64"], ["--weights", "x.pth", "--tlc",
+                                                                               "--tlc-base-size", "0"]):
+        with pytest.raises(SystemExit) as exc:
+            gopro.main(["--data", str(data), *argv])
+        assert exc.value.code == 2

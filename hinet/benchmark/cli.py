@@ -52,6 +52,16 @@ def build_parser(bench: Benchmark) -> argparse.ArgumentParser:
     parser.add_argument("--exact-ssim", action="store_true",
                         help="RGB 3-D SSIM with the official float32 arithmetic (slow; default: fast, <=1.5e-4 off)")
     parser.add_argument("--tta", action="store_true", help="average the 8 dihedral transforms (needs --weights)")
+    parser.add_argument("--tlc", action="store_true",
+                        help="test-time local converter (Chu et al., ECCV 2022): instance norms take their statistics "
+                             "over a sliding window, whole images, no grids (needs --weights); protocols become "
+                             "<name>+tlc<base>-<train>")
+    parser.add_argument("--tlc-base-size", type=int, metavar="N",
+                        help="TLC window in input pixels (default 384, the official HINet-Local setting; with --tlc)")
+    parser.add_argument("--tlc-train-size", type=int, metavar="N",
+                        help="training crop side the TLC windows are calibrated at (default 256; with --tlc)")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip checking that every test pair exists, decodes and has matching sizes before scoring")
     parser.add_argument("--limit", type=int, help="score only the first N images of each test set")
     parser.add_argument("--device", default="auto", help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--batch-size", type=int, default=1, help="images per forward pass (default 1)")
@@ -84,6 +94,16 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
         parser.error(f"--protocol given twice: {args.protocol}")
     if args.tta and not args.weights:
         parser.error("--tta averages a network's predictions over flips/rotations; it needs --weights")
+    if not args.tlc and (args.tlc_base_size is not None or args.tlc_train_size is not None):
+        parser.error("--tlc-base-size/--tlc-train-size apply only with --tlc")
+    if args.tlc:
+        if not args.weights:
+            parser.error("--tlc converts a network's instance normalisation; it needs --weights")
+        args.tlc_base_size = 384 if args.tlc_base_size is None else args.tlc_base_size
+        args.tlc_train_size = 256 if args.tlc_train_size is None else args.tlc_train_size
+        for opt in ("tlc_base_size", "tlc_train_size"):
+            if getattr(args, opt) < 1:
+                parser.error(f"--{opt.replace('_', '-')} must be >= 1, got {getattr(args, opt)}")
     if args.data is not None and (args.synthetic_size is not None or args.synthetic_count is not None):
         parser.error("--synthetic-size/--synthetic-count apply only to the synthetic sets (without --data)")
     try:
@@ -100,14 +120,20 @@ def run(bench: Benchmark, args: argparse.Namespace) -> int:
     method = load_method(args.weights, args.name)
     datasets = open_sets(bench, args)
     synthetic = any(bool(getattr(ds, "synthetic", False)) for ds in datasets.values())
-    protocols = selected_protocols(bench, args.protocol, args.exact_ssim)
+    if args.data is not None and not args.no_verify:
+        from ..data.verify import verify_pairs
+
+        for ds in datasets.values():
+            verify_pairs(ds, progress=not args.no_progress)
+    tlc = (args.tlc_base_size, args.tlc_train_size) if args.tlc else None
+    protocols = selected_protocols(bench, args.protocol, args.exact_ssim, tlc)
     results = evaluate_protocols(method, datasets, protocols, tta=args.tta, limit=args.limit, device=args.device,
                                  batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress,
                                  save_dir=args.save_images, perceptual=args.lpips)
     rows = to_rows(results, datasets)
     if bench.average is not None:
         rows += average_rows(rows, bench.average)
-    refs = None if synthetic else published_references(bench, rows)
+    refs = None if synthetic else published_references(bench, rows, ("HINet-Local",) if args.tlc else ())
     data_line = (f"data: SYNTHETIC stand-ins from hinet.data.synthetic ({', '.join(datasets)})" if synthetic
                  else f"data: {Path(args.data).resolve()} ({', '.join(datasets)})")
     title = f"{bench.title}{' (SYNTHETIC data)' if synthetic else ''}"

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from ..checkpoint import load
 from ..data import open_test_sets, synthetic_test_sets
-from ..evaluate import PROTOCOLS, Protocol, SetResult, default_protocols, evaluate
+from ..evaluate import PROTOCOLS, Protocol, SetResult, default_protocols, evaluate, with_tlc
 from ..published import load_published
 from .specs import DEGRADED_INPUT, Benchmark, Method, Reference, Row, degraded_input
 
@@ -53,12 +53,23 @@ def open_sets(bench: Benchmark, args: argparse.Namespace) -> dict[str, Dataset]:
     return synthetic_test_sets(bench.task, **kw)
 
 
-def selected_protocols(bench: Benchmark, names: Sequence[str] | None, exact_ssim: bool = False) -> list[Protocol]:
-    """The protocols to score; ``exact_ssim`` switches RGB 3-D SSIM to the official float32 arithmetic."""
+def selected_protocols(bench: Benchmark, names: Sequence[str] | None, exact_ssim: bool = False,
+                       tlc: tuple[int, int] | None = None) -> list[Protocol]:
+    """The protocols to score; ``exact_ssim`` switches RGB 3-D SSIM to the official float32 arithmetic.
+
+    ``tlc=(base_size, train_size)`` turns on the test-time local converter (:mod:`hinet.tlc`) in every
+    protocol. Without explicit ``names`` a tiled default protocol is replaced by its full-image
+    counterpart first (``deblur/official`` -> ``deblur/full``), as the official HINetLocal test configs
+    run whole images without grids; an explicitly named tiled protocol keeps its grid and is labelled so.
+    """
     protos = [PROTOCOLS[bench.task][n] for n in names] if names else default_protocols(bench.task)
+    if tlc is not None and not names:
+        protos = list(dict.fromkeys(PROTOCOLS[bench.task]["full"] if p.tiled else p for p in protos))
     if exact_ssim:
         protos = [replace(p, ssim_arithmetic="reference") if p.ssim == "official" and not p.y_channel else p
                   for p in protos]
+    if tlc is not None:
+        protos = [with_tlc(p, *tlc) for p in protos]
     return protos
 
 
@@ -77,12 +88,13 @@ def evaluate_protocols(method: Method, datasets: dict[str, Dataset], protocols: 
     """
     groups: dict[tuple, list[Protocol]] = {}
     for p in protocols:
-        groups.setdefault(p.inference, []).append(p)
+        groups.setdefault(p.mode, []).append(p)
     results: list[SetResult] = []
-    for (tiled, tile), group in groups.items():
+    for (tiled, tile, tlc), group in groups.items():
         label = slug(method.name)
         if len(groups) > 1:
             label += f"__tiled{tile}" if tiled else "__full-image"
+            label += f"__tlc{tlc[0]}-{tlc[1]}" if tlc is not None else ""
         for ds in datasets.values():
             if workers and hasattr(ds, "load"):
                 ds.load()  # SIDD: load the .mat arrays once before the workers fork
@@ -114,8 +126,10 @@ def average_rows(rows: Sequence[Row], name: str) -> list[Row]:
     return out
 
 
-def published_references(bench: Benchmark, rows: Sequence[Row]) -> dict[str, list[Reference]]:
-    """test set -> the published numbers of :attr:`Benchmark.references` (real data only).
+def published_references(bench: Benchmark, rows: Sequence[Row], extra: Sequence[str] = ()
+                         ) -> dict[str, list[Reference]]:
+    """test set -> the published numbers of :attr:`Benchmark.references` (real data only), plus the
+    ``extra`` methods where results/published has them (e.g. ``HINet-Local`` beside a TLC evaluation).
 
     Raises ValueError when ``results/published`` lacks a number the benchmark is meant to show.
     """
@@ -123,9 +137,11 @@ def published_references(bench: Benchmark, rows: Sequence[Row]) -> dict[str, lis
     out: dict[str, list[Reference]] = {}
     for dataset in dict.fromkeys(r.dataset for r in rows):
         refs = []
-        for method in bench.references.get(dataset, ()):
+        for method in (*bench.references.get(dataset, ()), *extra):
             sel = published[(published["dataset"] == dataset) & (published["method"] == method)
                             & published["metric"].isin(["psnr", "ssim"])]
+            if sel.empty and method in extra:
+                continue
             if sel.empty:
                 raise ValueError(f"results/published has no psnr/ssim of {method!r} on {dataset!r}")
             refs.append(Reference(dataset, method, dict(zip(sel["metric"], sel["value"].astype(float))),
