@@ -19,7 +19,7 @@ annotation              accepted text
 Vocabularies of plain ``str`` fields (``HINetConfig.norm``, ``Recipe.task/loss/augment``) are the constants
 the dataclasses validate against (:func:`vocabularies`). Every mistake raises :class:`OverrideError`, whose
 one-line message names the flag, the field, the value found and what was expected, e.g.
-``--model-set csff=maybe: HINetConfig.csff: found 'maybe', expected a bool (true/false, 1/0, yes/no, on/off)``.
+``--model-set csff=maybe: HINetConfig.csff='maybe': expected a bool (true/false, 1/0, yes/no, on/off)``.
 
 :func:`apply_overrides` also builds the new object and, when the dataclass's own validation rejects a field
 the user did not set (``lr=-1`` makes ``eta_min <= lr`` fail), says which setting caused it:
@@ -201,8 +201,9 @@ def parse_overrides(cls: type, items: Iterable[str], flag: str, *,
             change it instead, e.g. ``{"preset": "choose the network with --preset"}``).
 
     Raises:
-        OverrideError: no ``=``, an unknown field (the message lists the valid ones), a frozen field, a field
-            given twice, or a value that does not parse as the field's type.
+        OverrideError: no ``=``, an unknown field (the message lists the valid ones), a frozen field, or a
+            value that does not parse as the field's type. A field given twice takes the later value (as
+            repeated command-line options do), each value checked.
     """
     types_ = field_types(cls)
     vocab = vocabularies(cls)
@@ -216,16 +217,15 @@ def parse_overrides(cls: type, items: Iterable[str], flag: str, *,
         if not sep or not key:
             raise OverrideError(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {valid}")
         if key not in types_:
-            raise OverrideError(f"{flag} {item}: {name} has no field {key!r}; expected one of {valid}")
+            raise OverrideError(f"{flag} {item}: {name} has no field {key!r}; expected FIELD=VALUE with FIELD one of "
+                                f"{valid}")
         if key in frozen_:
             hint = frozen_[key]
             raise OverrideError(f"{flag} {item}: {name}.{key} cannot be overridden{'; ' + hint if hint else ''}")
-        if key in out:
-            raise OverrideError(f"{flag} {item}: {name}.{key} is given twice")
         try:
             out[key] = parse_value(raw, types_[key], vocab.get(key))
         except _BadValue as err:
-            raise OverrideError(f"{flag} {item}: {name}.{key}: found {raw.strip()!r}, expected {err}") from None
+            raise OverrideError(f"{flag} {item}: {name}.{key}={raw.strip()!r}: expected {err}") from None
     return out
 
 

@@ -94,11 +94,16 @@ class RunSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunSpec:
-        r = dict(d["recipe"])
-        r["betas"] = tuple(r["betas"])
-        return cls(Recipe(**r), HINetConfig.from_dict(d["model"]), d["seed"], d["data"], d["family"],
-                   d["variant"], d["precision"], d["channels_last"], d.get("train_crops"),
-                   d.get("fused_norm", False), d.get("inplace_act", False))
+        """The spec of :meth:`to_dict`'s JSON; every field is checked by its declared type (a stored
+        ``"csff": "no"`` is an error naming the field, never a truthy string)."""
+        from .fields import check_stored
+
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+        r = Recipe(**check_stored(Recipe, d["recipe"], "recipe"))
+        m = HINetConfig(**check_stored(HINetConfig, d["model"], "model"))
+        top = check_stored(cls, {k: v for k, v in d.items() if k not in ("recipe", "model")}, "spec")
+        return cls(r, m, **top)
 
     @property
     def synthetic(self) -> bool:
@@ -334,12 +339,13 @@ def _probe_append(path: Path) -> None:
 
 
 def preflight(spec: RunSpec, run_dir: Path, records_path: Path, images_dir: Path | None,
-              json_path: Path | None = None) -> tuple[Dataset, dict[str, Dataset]]:
+              json_path: Path | None = None, verify: bool = True) -> tuple[Dataset, dict[str, Dataset]]:
     """Open the training data and the validation sets, and check every output path, before step 1.
 
     Returns (training pairs, validation sets). Each set must be non-empty and its first and last item
-    must load; a missing dataset, an empty set, an undecodable file or an unwritable output raises a
-    user error naming it.
+    must load; with ``verify`` every pair of real data is checked (exists, decodes, sizes match:
+    :func:`hinet.data.verify.verify_pairs`). A missing dataset, an empty set, an undecodable file or an
+    unwritable output raises a user error naming it.
     """
     _probe_folder(run_dir)
     _probe_folder(run_dir / CHECKPOINT.parent)
@@ -358,6 +364,11 @@ def preflight(spec: RunSpec, run_dir: Path, records_path: Path, images_dir: Path
             item = ds[index]
             if item[1] is None:
                 raise PreflightError(f"{name}: item {index} has no ground truth; cannot train or validate on it")
+    if verify and (spec.data is not None or spec.train_crops is not None):
+        from .data.verify import verify_pairs
+
+        for ds in [pairs, *sets.values()]:
+            verify_pairs(ds, progress=False)
     return pairs, sets
 
 
@@ -396,13 +407,17 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
           micro_batch: int | None = None, ckpt_every: int | None = None, records_path: str | Path | None = None,
           progress: bool = True, run_id: str | None = None,
           on_validation: Callable[[int, dict], None] | None = None, images_dir: str | Path | None = None,
-          images_limit: int = 3, tensorboard: bool = True) -> dict:
+          images_limit: int = 3, tensorboard: bool = True, verify: bool = True,
+          precision_policy: str = "error") -> dict:
     """Train one run to completion (or resume it). Returns the final validation metrics
     ``{"<set>/<protocol>/<metric>": value}``. Raises :class:`RunConflictError`, :class:`NonFiniteLossError`,
     :class:`PreflightError` or a data/output error naming the file (all :class:`hinet.errors.UserError` or
     ValueError/OSError subclasses with one-line messages).
 
     ``records_path`` defaults to ``<run_dir>/records.jsonl``; ``run_id`` to the run directory's name.
+    ``verify`` checks every file pair of real data before the first step (``hinet.data.verify``).
+    ``precision_policy`` (``hinet.hardware.resolve_precision``): a reduced precision that would be slower
+    than fp32 on the device is refused (``error``), replaced by fp32 in the spec (``warn``) or run (``force``).
     ``images_dir``: the final validation also writes the first ``images_limit`` images of the first
     validation set (input, target, and this run's output under ``<images_dir>/<variant>/``) for the report's
     visual comparison grid. ``on_validation(step, metrics)``, if given, runs on rank 0 after each validation
@@ -419,7 +434,8 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
                                    f"validate the run again") from None
     run = _setup(spec, run_dir, resume=resume, device=device, workers=workers, micro_batch=micro_batch,
                  ckpt_every=ckpt_every, records_path=records_path, run_id=run_id, tensorboard=tensorboard,
-                 images_dir=images_dir, images_limit=images_limit, on_validation=on_validation, progress=progress)
+                 images_dir=images_dir, images_limit=images_limit, on_validation=on_validation, progress=progress,
+                 verify=verify, precision_policy=precision_policy)
     try:
         _loop(run)
         return _finish(run)
@@ -430,12 +446,17 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
 
 def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: int, micro_batch: int | None,
            ckpt_every: int | None, records_path: str | Path | None, run_id: str | None, tensorboard: bool,
-           images_dir: str | Path | None, images_limit: int, on_validation, progress: bool) -> _Run:
+           images_dir: str | Path | None, images_limit: int, on_validation, progress: bool, verify: bool,
+           precision_policy: str) -> _Run:
     """Validate the run directory, run the preflight, build the model, optimiser, data and recorder."""
     from .data.patches import PatchDataset
+    from .hardware import describe, resolve_precision
 
     rank, world, local_rank = _dist()
     dev = _resolve_device(device, local_rank)
+    effective = resolve_precision(spec.precision, dev, precision_policy)
+    if effective != spec.precision:  # policy "warn": the run is what it really computes
+        spec = replace(spec, precision=effective)
     r = spec.recipe
     do_resume = _prepare_dir(run_dir, spec, resume)
     if r.batch_size % world:
@@ -448,11 +469,11 @@ def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: 
     accum = per_process // micro
     records_path = Path(records_path) if records_path is not None else run_dir / "records.jsonl"
     images = Path(images_dir) if images_dir is not None else None
-    pairs, val_sets = preflight(spec, run_dir, records_path, images if rank == 0 else None)
+    pairs, val_sets = preflight(spec, run_dir, records_path, images if rank == 0 else None, verify=verify)
     commit, dirty = rec.git_info()
     env = {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": _device_label(dev),
            "world_size": world, "micro_batch": micro, "accumulation": accum,
-           "config_hash": rec.config_hash(spec.to_dict())}
+           "config_hash": rec.config_hash(spec.to_dict()), "hardware": describe(dev)}
     if rank == 0:
         _write_config(run_dir, spec, env)
         if accum > 1:
@@ -471,10 +492,9 @@ def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: 
     opt = torch.optim.Adam(model.parameters(), lr=r.lr, betas=r.betas, weight_decay=r.weight_decay)
     start = 0
     if do_resume:
-        state = _load_training_state(run_dir / CHECKPOINT, dev)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+        from .checkpoint import restore_training_state
+
+        start = restore_training_state(run_dir / CHECKPOINT, model, opt, map_location=dev)
     net: Any = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
@@ -498,15 +518,6 @@ def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: 
             recorder.model_size(count_parameters(probe), ptflops_macs(probe, (256, 256), spec.model.in_channels))
     return _Run(spec, run_dir, rank, world, dev, model, opt, step_fn, loader, accum, start,
                 ckpt_every or r.val_every, val_sets, recorder, env, images, images_limit, on_validation, progress)
-
-
-def _load_training_state(path: Path, device: torch.device) -> dict:
-    try:
-        state = torch.load(path, map_location=device, weights_only=True)
-        return {"model": state["model"], "optimizer": state["optimizer"], "step": int(state["step"])}
-    except Exception as err:  # torch raises many types for a torn or foreign file
-        raise RunConflictError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete it to restart the "
-                               f"run from step 0") from None
 
 
 def _loop(run: _Run) -> None:
@@ -618,22 +629,17 @@ def validate_model(model: torch.nn.Module, spec: RunSpec, device) -> list:
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-def _overrides(items: list[str], cls, flag: str) -> dict:
-    """Parse FIELD=VALUE pairs (VALUE as JSON, else a string); unknown fields exit naming them."""
-    from dataclasses import fields
+# Recipe fields that --recipe-set may not change, and what to use instead: the network is built from the
+# preset before the overrides apply, and a proxy run must never be labelled paper (or the reverse).
+FROZEN_RECIPE_FIELDS = {"name": "choose the recipe with --recipe",
+                        "preset": "choose the network with --preset",
+                        "proxy": "choose a paper recipe or its -proxy with --recipe"}
 
-    known = {f.name for f in fields(cls)}
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in known:
-            raise UserError(f"{flag} {item!r}: expected FIELD=VALUE with FIELD one of {sorted(known)}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out[key] = tuple(value) if isinstance(value, list) else value
-    return out
+
+def _scaled_build(cfg: HINetConfig, **values) -> HINetConfig:
+    """width/depth go through scaled() so that a partial HIN range follows the depth; then the rest."""
+    width, depth = values.pop("width", cfg.width), values.pop("depth", cfg.depth)
+    return replace(scaled(cfg, width=width, depth=depth), **values)
 
 
 def with_iters(r: Recipe, iters: int) -> Recipe:
@@ -644,23 +650,25 @@ def with_iters(r: Recipe, iters: int) -> Recipe:
 
 
 def spec_from_args(a: argparse.Namespace) -> RunSpec:
-    """The run spec of an ad-hoc command line (recipe, preset, overrides, seed, data, fast switches)."""
+    """The run spec of an ad-hoc command line (recipe, preset, overrides, seed, data, fast switches).
+
+    Overrides are parsed by each field's declared type (``csff=no`` is False; see :mod:`hinet.fields`)."""
+    from .recipes import RECIPES
+
+    if a.recipe not in RECIPES:
+        raise UserError(f"--recipe {a.recipe!r}: unknown recipe; expected one of {sorted(RECIPES)}")
     r = recipe(a.recipe)
     if a.iters is not None:
         r = with_iters(r, a.iters)
+    from .config import PRESETS
+    from .fields import apply_overrides
+
     name = a.preset or r.preset
+    if name not in PRESETS:
+        raise UserError(f"--preset {name!r}: unknown network preset; expected one of {sorted(PRESETS)}")
     cfg = preset(name)
-    try:
-        r = replace(r, **_overrides(a.recipe_set, Recipe, "--recipe-set"))
-    except (TypeError, ValueError) as err:
-        raise UserError(f"--recipe-set: {err}") from None
-    net = r.network(cfg)
-    model_set = _overrides(a.model_set, HINetConfig, "--model-set")
-    try:  # width/depth go through scaled() so that a partial HIN range follows the depth
-        net = scaled(net, width=model_set.pop("width", net.width), depth=model_set.pop("depth", net.depth))
-        net = replace(net, **model_set)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"--model-set: {err}") from None
+    r = apply_overrides(r, a.recipe_set, "--recipe-set", frozen=FROZEN_RECIPE_FIELDS)
+    net = apply_overrides(r.network(cfg), a.model_set, "--model-set", build=_scaled_build)
     return RunSpec(r, net, r.seed if a.seed is None else a.seed, a.data, "adhoc", name, a.precision,
                    a.channels_last, a.train_crops, a.fused_norm, a.inplace_act)
 
@@ -688,7 +696,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inplace-act", action="store_true", default=None,
                    help="in-place LeakyReLU (same numbers, less memory)")
     p.add_argument("--recipe-set", action="append", default=None, metavar="FIELD=VALUE",
-                   help="override a recipe field, e.g. --recipe-set crop=48; repeatable")
+                   help="override a recipe field, parsed by its type, e.g. --recipe-set crop=48; repeatable")
     p.add_argument("--model-set", action="append", default=None, metavar="FIELD=VALUE",
                    help="override a network field after proxy scaling, e.g. --model-set csff=false; repeatable")
     p.add_argument("--run-dir", required=True)
@@ -702,6 +710,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images-dir", default=None, help="the final validation writes comparison images here")
     p.add_argument("--images-limit", type=int, default=3, help="images written to --images-dir")
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard event files")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip checking every training and validation pair (exists, decodes, sizes) before step 1")
+    p.add_argument("--precision-policy", default="error", choices=["error", "warn", "force"],
+                   help="when --precision bf16/fp16 would be slower than fp32 on this device: refuse (default),\n"
+                        "warn and train in fp32 (recorded as fp32), or force it")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
     return p
@@ -729,7 +742,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = train(spec, a.run_dir, resume=a.resume, device=a.device, workers=a.workers,
                         micro_batch=a.micro_batch, ckpt_every=a.ckpt_every, records_path=a.records,
                         progress=not a.no_progress, run_id=a.run_id, images_dir=a.images_dir,
-                        images_limit=a.images_limit, tensorboard=not a.no_tensorboard)
+                        images_limit=a.images_limit, tensorboard=not a.no_tensorboard, verify=not a.no_verify,
+                        precision_policy=a.precision_policy)
         if int(os.environ.get("RANK", "0")) == 0:
             print(json.dumps(metrics, indent=2, allow_nan=False))
         return 0

@@ -205,3 +205,17 @@ def test_invalid_overrides_are_clear_errors(tmp_path):
     assert bad.returncode != 0 and "Recipe.augment=" in bad.stderr and "Traceback" not in bad.stderr
     bad = run(train_cmd(tmp_path / "r", "--recipe-set", "wf=64"), check=False)
     assert bad.returncode != 0 and "FIELD one of" in bad.stderr
+
+
+def test_model_set_csff_no_trains_a_network_without_csff_and_stores_false(tmp_path):
+    """The silent-wrong-result case: 'no' must be parsed as False, not kept as a truthy string."""
+    import hinet
+
+    run(train_cmd(tmp_path / "r", "--iters", "1", "--model-set", "csff=no", "--model-set", "sam=off"))
+    stored = json.loads((tmp_path / "r" / "config.json").read_text())["spec"]["model"]
+    assert stored["csff"] is False and stored["sam"] is False
+    trained = hinet.load(tmp_path / "r" / "model.pth")
+    assert trained.cfg.csff is False and trained.cfg.sam is False
+    assert not [name for name, _ in trained.named_modules() if "csff" in name or "sam" in name.split(".")[0]]
+    frozen = run(train_cmd(tmp_path / "p", "--recipe-set", "proxy=false"), check=False)
+    assert frozen.returncode == 2 and "Recipe.proxy cannot be overridden" in frozen.stderr
