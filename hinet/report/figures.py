@@ -222,3 +222,71 @@ def tune_figures(study: optuna.Study, out_dir: str | Path) -> list[Path]:
         fig.tight_layout()
         written.append(save(fig, out_dir / "figures" / f"{stem}_{name}.png", dpi=120))
     return written
+
+
+VERDICT_COLOURS = {"costs": "#c0392b", "gains": "#2471a3", "equivalent": "#229954", "inconclusive": "#7f8c8d"}
+
+
+def _verdict_kind(text: str) -> str:
+    return next((k for k in VERDICT_COLOURS if text.startswith(k)), "inconclusive")
+
+
+def forest_figure(final: pd.DataFrame, title: str, path: Path) -> Path:
+    """Forest plot of the verdict table: each variant's paired difference from the reference with its 95%
+    interval, the ±delta equivalence band shaded, points coloured by verdict; one panel per (set, protocol,
+    metric)."""
+    panels = list(final.groupby(["set", "protocol", "metric"], sort=True))
+    height = sum(0.45 * len(b) + 1.3 for _, b in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, height), squeeze=False)
+    for ax, ((name, protocol, metric), block) in zip(axes[:, 0], panels):
+        block = block.reset_index(drop=True)
+        delta = float(block["delta"].iloc[0])
+        ax.axvspan(-delta, delta, color="#d5f5e3", zorder=0, label=f"±{delta:g} equivalence margin")
+        ax.axvline(0, color="black", lw=0.8)
+        y = np.arange(len(block))[::-1]
+        for yi, (_, r) in zip(y, block.iterrows()):
+            colour = VERDICT_COLOURS[_verdict_kind(str(r["verdict"]))]
+            ax.errorbar(r["difference"], yi, xerr=[[r["difference"] - r["ci_low"]], [r["ci_high"] - r["difference"]]],
+                        fmt="o", color=colour, capsize=3)
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{v}: {t}" for v, t in zip(block["variant"], block["verdict"])], fontsize=7)
+        unit = " (dB)" if metric == "psnr" else ""
+        ax.set_xlabel(f"{metric.upper()} difference from {block['reference'].iloc[0]}{unit}, 95% interval")
+        step = block["step"].iloc[0]
+        ax.set_title(f"{name} | {protocol} | {metric}" + ("" if pd.isna(step) else f" | step {int(step)}"),
+                     fontsize=9)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in VERDICT_COLOURS.items()]
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0.0))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def difference_curves_figure(per_step: pd.DataFrame, title: str, path: Path) -> Path:
+    """Paired difference from the reference at every validation step (95% interval band, ±delta shaded),
+    with a marker at each step where the difference is significant (Holm within the step)."""
+    panels = list(per_step.groupby(["set", "protocol", "metric"], sort=True))
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 3.6 * nrows), squeeze=False)
+    palette = dict(zip(sorted(per_step["variant"].unique()), sns.color_palette(n_colors=per_step["variant"].nunique())))
+    for ax, ((name, protocol, metric), block) in zip(axes.flat, panels):
+        delta = float(block["delta"].iloc[0])
+        ax.axhspan(-delta, delta, color="#d5f5e3", zorder=0)
+        ax.axhline(0, color="black", lw=0.8)
+        for variant, v in block.groupby("variant"):
+            v = v.sort_values("step")
+            colour = palette[variant]
+            ax.plot(v["step"], v["difference"], color=colour, label=variant)
+            ax.fill_between(v["step"].astype(float), v["ci_low"], v["ci_high"], color=colour, alpha=0.18)
+            sig = v[v["significant"].astype(bool)]
+            ax.scatter(sig["step"], sig["difference"], color=colour, marker="*", s=70, zorder=3)
+        ax.set(xlabel="step", ylabel=f"{metric} difference" + (" (dB)" if metric == "psnr" else ""),
+               title=f"{name} | {protocol} | {metric}")
+        ax.title.set_fontsize(9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7, title="* significant (Holm)", title_fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)

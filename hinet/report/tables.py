@@ -21,7 +21,9 @@ from .statistics import QUALITY, ci_half, variant_stats
 NUMBER_FORMATS = {"psnr_mean": "{:.2f}", "psnr_ci95": "{:.2f}", "ssim_mean": "{:.4f}", "delta_psnr": "{:+.3f}",
                   "p_value": "{:.3g}", "params_m": "{:.4g}", "gmacs": "{:.4g}", "ours": "{:.4f}",
                   "published": "{:.4f}", "difference": "{:+.4f}", "mean": "{:.4g}", "std": "{:.3g}",
-                  "ci95": "{:.3g}"}
+                  "ci95": "{:.3g}", "ci_low": "{:+.4f}", "ci_high": "{:+.4f}", "p_holm": "{:.3g}", "tost_p": "{:.3g}",
+                  "mde": "{:.4f}", "seeds_needed": "{:.0f}", "var_seed": "{:.3g}", "var_image": "{:.3g}",
+                  "delta": "{:g}"}
 
 
 def _display(df: pd.DataFrame) -> pd.DataFrame:
