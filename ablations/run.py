@@ -58,12 +58,13 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
         base = with_iters(base, iters)
     tag = "synthetic" if data is None else "real"
     options = ("--device", device, "--workers", str(loader_workers))
+    treatments = family(fam).evaluations(base.crop) if hasattr(family(fam), "evaluations") else ()
     out = []
     for variant in names:
         net = base.network(family(fam).VARIANTS[variant])
         for k, seed in enumerate(seeds):
             run_id = f"{fam}-{variant}-{dataset}-{recipe}-{tag}-s{seed}"
-            spec = RunSpec(base, net, seed, data, fam, variant, train_crops=train_crops)
+            spec = RunSpec(base, net, seed, data, fam, variant, train_crops=train_crops, evaluations=treatments)
             shots = images_dir if images and k == 0 else None
             out.append(GridRun(run_id, runs_dir / run_id, spec, records, shots,
                                (*options, "--images-limit", str(images))))
