@@ -139,6 +139,9 @@ OUTPUTS: tuple[Output, ...] = (
     Output("figures/differences_<stem>.png", "paired difference from the reference at every validation step "
            "(95% band, ±delta shaded), * where significant (Holm within the step)",
            "with every verdict table whose runs validated at several steps"),
+    Output("tables/provenance.{md,csv,tex}",
+           "which code made the records: per family, recipe kind and git commit, the number of runs and records, "
+           "whether the tree was dirty, the torch version and the time span of the writes", "always"),
     Output("figures/ablation_<stem>.png", "final PSNR and SSIM per variant with 95% t-intervals (point plot)",
            "with every ablation table"),
     Output("figures/psnr_vs_macs_<stem>.png",
@@ -222,6 +225,10 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
         written += write_table(not_comparable_table(other), tables, "eval_not_comparable", NOT_COMPARABLE_TITLE,
                                NOT_COMPARABLE_CAPTION)
 
+    written += write_table(provenance(records), tables, "provenance", "Provenance of the records",
+                           "Per family, recipe kind and git commit of the code that wrote them (git_dirty: the "
+                           "checkout had uncommitted changes outside results/ and runs/).")
+
     speed = records["family"] == SPEED
     used |= speed
     if speed.any():
@@ -242,6 +249,17 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
         warnings.warn(f"build_report: {int((~used).sum())} records feed no table or figure: {left.to_dict()}",
                       stacklevel=2)
     return sorted(written)
+
+
+def provenance(records: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, recipe, git commit): runs, records, dirty, torch version(s), first and last write."""
+    g = records.groupby(["family", "recipe", "git_commit"], sort=True).agg(
+        runs=("run_id", "nunique"), records=("value", "size"), dirty=("git_dirty", "any"),
+        torch=("torch_version", lambda s: ", ".join(sorted(set(s)))), first=("time", "min"),
+        last=("time", "max")).reset_index()
+    for col in ("first", "last"):
+        g[col] = g[col].dt.strftime("%Y-%m-%d %H:%M UTC")
+    return g
 
 
 def _per_image(records_dir: str | Path) -> pd.DataFrame | None:
