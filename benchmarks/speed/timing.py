@@ -30,6 +30,16 @@ from typing import Any
 import torch
 
 
+def status_kb() -> dict[str, int]:
+    """VmRSS / VmHWM of this process in kB, from /proc/self/status (Linux; peak-memory benchmarks)."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(line.split()[1])
+    return out
+
+
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo (``platform.processor()`` is often empty on Linux)."""
     cpuinfo = Path("/proc/cpuinfo")
