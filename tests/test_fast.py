@@ -15,13 +15,13 @@ from hinet.evaluate import predict_tiled
 from hinet.fast import (
     FastPathUnavailableError,
     fast_train_setup,
-    make_train_step,
     optimize_for_inference,
     set_fused_norm,
     set_inplace_activations,
 )
 from hinet.losses import MultiStageLoss, make_loss
 from hinet.metrics import psnr
+from hinet.step import TrainStep
 
 FP32_TOL = 1e-4
 MIN_PSNR_DB = 45.0
@@ -179,15 +179,17 @@ def test_cuda_paths(dtype) -> None:
 
 # ------------------------------------------------------------------------------------------- training
 def test_fast_train_step_matches_eager_step() -> None:
-    """One SGD step (so the parameter change is the clipped gradient itself) with and without fast switches."""
+    """One SGD step (so the parameter change is the clipped gradient itself) with and without fast switches,
+    through the trainer's own step function (hinet.step.TrainStep)."""
     x, y = images(2, 32, seed=4), images(2, 32, seed=5)
     results = []
     for fast in (False, True):
         model = tiny_hinet().train()
         net = fast_train_setup(model) if fast else model
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
-        step = make_train_step(net, MultiStageLoss(make_loss("l1")), opt, grad_clip=0.01, channels_last=fast)
-        loss = step(x, y)
+        step = TrainStep(net, MultiStageLoss(make_loss("l1")), opt, grad_clip=0.01, precision="fp32",
+                         channels_last=fast)
+        loss = step([(x, y)])
         assert loss.requires_grad is False and all(p.grad is None for p in model.parameters())
         results.append((loss.item(), [p.detach().clone() for p in model.parameters()]))
     (loss_ref, params_ref), (loss_fast, params_fast) = results
