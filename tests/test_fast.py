@@ -207,7 +207,11 @@ import time
 def test_tiny_ratio(benchmark):
     benchmark.pedantic(time.sleep, args=(0.001,), rounds=3, iterations=1)
     benchmark.extra_info.update(device="cuda:1", input="2x3x8x8", torch_version="x", ratio=3.0, ratio_median=2.5,
-                                paths={"eager": {"ms_min": 3.0, "ms_median": 3.1, "ms_mean": 3.2, "rounds": 3}},
+                                ratio_low=2.0, ratio_high=2.8, hardware="CUDA Fake GPU (sm_90, bf16)",
+                                gpu="Fake GPU (sm_90)", cpu_capability="AVX2",
+                                paths={"eager": {"ms_min": 3.0, "ms_median": 3.1, "ms_mean": 3.2, "rounds": 3},
+                                       "fast": {"ms_min": 1.0, "ms_median": 1.24, "ms_mean": 1.3, "rounds": 3}},
+                                compared={"baseline": "eager", "fast": "fast", "measure": "ms_median"},
                                 metrics={"peak_mb": 12.5})
 
 
@@ -235,15 +239,20 @@ def test_speed_turns_a_real_benchmark_report_into_records(tmp_path) -> None:
     assert set(df["family"]) == {"speed"} and set(df["recipe"]) == {"bench"} and df["synthetic"].all()
     got = {(v, m): x for v, m, x in zip(df["variant"], df["metric"], df["value"])}
     columns = {v: (d, dev) for v, d, dev in zip(df["variant"], df["dataset"], df["device"])}
-    assert columns["test_tiny_ratio"] == ("2x3x8x8", "cuda:1")  # dataset = the timed input, device = where
-    assert columns["test_batched_torch"] == ("unspecified", "cpu")
-    cases = ("test_tiny_ratio", "test_tiny_ratio:eager", "test_batched_torch")
+    # dataset = the timed input, device = where and on what hardware (the GPU's capability on CUDA)
+    assert columns["test_tiny_ratio"] == ("2x3x8x8", "cuda:1: CUDA Fake GPU (sm_90, bf16); capability Fake GPU (sm_90)")
+    assert columns["test_batched_torch"] == ("unspecified", "cpu: hardware not stated")
+    cases = ("test_tiny_ratio", "test_tiny_ratio:eager", "test_tiny_ratio:fast", "test_batched_torch")
     runs = {f"bench-test/bench_scoring::{v}" for v in cases}
     assert set(df["run_id"]) == runs  # one run per benchmark case and timed path
     assert got[("test_tiny_ratio", "ratio")] == 3.0 and got[("test_tiny_ratio", "peak_mb")] == 12.5
     assert got[("test_tiny_ratio:eager", "ms_median")] == 3.1 and ("test_tiny_ratio:eager", "rounds") not in got
     assert got[("test_tiny_ratio", "ms_min")] >= 1.0  # slept 1 ms per round
     assert got[("test_batched_torch", "ratio")] == 4.0
+    assert (got[("test_tiny_ratio", "ratio_low")], got[("test_tiny_ratio", "ratio_high")]) == (2.0, 2.8)
+    # the compared paths' numbers again under the benchmark's own variant; the target where one applies
+    assert (got[("test_tiny_ratio", "baseline_ms_median")], got[("test_tiny_ratio", "fast_ms_median")]) == (3.1, 1.24)
+    assert got[("test_batched_torch", "target")] == 5.0 and ("test_tiny_ratio", "target") not in got
     rows = {r["benchmark"]: r for r in summary_rows(data)}
     assert rows["bench_scoring::test_batched_torch"]["verdict"] == "MISSES"  # 4 < target 5
     assert rows["bench_scoring::test_tiny_ratio"]["verdict"] == "-"  # no target
