@@ -43,7 +43,8 @@ def speed_records() -> list[Record]:
     (benchmark-level numbers and per-path ones), a path timed alone, and one benchmark of an older convention."""
     out = []
     for i, (ratio, low, high) in enumerate(((1.25, 1.2, 1.32), (1.4, 1.35, 1.45))):
-        common = dict(family="speed", recipe="bench", device=f"{CPU_HARDWARE}; capability AVX2", time=f"2026-12-01T{9 + i:02d}:00:00+00:00")
+        common = dict(family="speed", recipe="bench", device=f"{CPU_HARDWARE}; capability AVX2",
+                      time=f"2026-12-01T{9 + i:02d}:00:00+00:00")
         inv = f"bench-{i}"
         bench = {("bench_model", "test_forward[w32-fast]", "1x3x256x256"): {
                      "ms_median": 240.0, "ratio": ratio + 0.02, "ratio_median": ratio, "ratio_low": low,
