@@ -163,8 +163,9 @@ def comparison_grid(image_dir: str | Path, out_path: str | Path, title: str | No
 def speed_figure(records: pd.DataFrame, path: Path) -> Path:
     """Horizontal bars of the speed suite's ratios, one per row of :func:`hinet.report.tables.speed_table`
     (its human labels): ratio = baseline / fast of the medians (log axis, higher is better), the 95%
-    bootstrap interval as error bar, the target as a red tick, 1 (no gain) as a dashed line. One panel
-    per device. ``records``: family 'speed' rows."""
+    bootstrap interval as error bar, the target as a red tick, 1 (no gain) as a dashed line. The title
+    names the device (and capability) most rows ran on; rows of another device name theirs.
+    ``records``: family 'speed' rows."""
     from .tables import speed_table
 
     table = speed_table(records)
@@ -173,42 +174,40 @@ def speed_figure(records: pd.DataFrame, path: Path) -> Path:
         ax.axis("off")
         ax.text(0.5, 0.5, "no speed record holds a ratio (metric ratio/ratio_median)", ha="center", va="center")
         return save(fig, path)
-    groups = list(table.groupby(["device", "capability"], sort=False))
-    heights = [max(1.6, 0.45 * len(t) + 0.9) for _, t in groups]
-    fig, axes = plt.subplots(len(groups), 1, figsize=(9.5, sum(heights)), squeeze=False,
-                             gridspec_kw={"height_ratios": heights})
-    for ax, ((device, capability), t) in zip(axes[:, 0], groups):
-        several = t["what"].duplicated(keep=False)  # the same comparison in several invocations: add the date
-        labels = [f"{w} ({m})" if dup else w for w, m, dup in zip(t["what"], t["measured"], several)]
-        y = np.arange(len(t))[::-1]  # first row on top
-        ratio = t["ratio"].to_numpy(float)
-        low = np.where(t["ratio_low"].isna(), ratio, t["ratio_low"].to_numpy(float))
-        high = np.where(t["ratio_high"].isna(), ratio, t["ratio_high"].to_numpy(float))
-        target = t["target"].to_numpy(float)
-        colors = ["tab:green" if m == "yes" else "tab:red" if m == "no" else "tab:blue" for m in t["meets target"]]
-        ax.barh(y, ratio - 1.0, left=1.0, color=colors, alpha=0.7, height=0.6)  # from 1 (no gain) to the ratio
-        ax.errorbar(ratio, y, xerr=[ratio - low, high - ratio], fmt="none", ecolor="black", capsize=3, lw=1)
-        has_target = ~np.isnan(target)
-        ax.scatter(target[has_target], y[has_target], marker="|", s=500, color="red", linewidths=2.5, zorder=3)
-        ax.axvline(1.0, color="grey", ls="--", lw=1)
-        for yi, r, lo, hi in zip(y, ratio, low, high):
-            text = f"{r:.2f}" if lo == hi else f"{r:.2f} [{lo:.2f}, {hi:.2f}]"
-            ax.annotate(text, (max(r, hi), yi), xytext=(5, -3), textcoords="offset points", fontsize=7)
-        values = np.concatenate([low, high, target[has_target], [1.0]])
-        ax.set_xscale("log")
-        ax.set_xlim(values.min() / 1.15, values.max() * 1.6)  # room for the annotations
-        ticks = [v for v in (0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10, 20, 50, 100)
-                 if values.min() / 1.15 <= v <= values.max() * 1.6]
-        ax.set_xticks(ticks)
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-        ax.set_yticks(y)
-        ax.set_yticklabels(labels, fontsize=8)
-        ax.set_xlabel("ratio baseline / fast of the medians (log scale; > 1: the fast path wins)", fontsize=8)
-        ax.set_title(f"{device} (capability {capability})", fontsize=9)
-    fig.suptitle("Speed: ratio of medians, 95% bootstrap interval over rounds, red tick = target\n"
-                 "green / red = the whole interval meets / misses the target; blue = unclear or no target",
-                 fontsize=9)
+    where = table["device"] + " (capability " + table["capability"] + ")"
+    common = where.mode().iloc[0]  # the device most rows ran on names the figure; others are named per row
+    several = table["what"].duplicated(keep=False)  # one comparison in several invocations: add the time
+    labels = [w + (f" ({m})" if dup else "") + ("" if d == common else f"\n[{d}]")
+              for w, m, dup, d in zip(table["what"], table["measured"], several, where)]
+    fig, ax = plt.subplots(figsize=(9.5, max(2.0, 0.5 * len(table) + 1.2)))
+    y = np.arange(len(table))[::-1]  # first row on top
+    ratio = table["ratio"].to_numpy(float)
+    low = np.where(table["ratio_low"].isna(), ratio, table["ratio_low"].to_numpy(float))
+    high = np.where(table["ratio_high"].isna(), ratio, table["ratio_high"].to_numpy(float))
+    target = table["target"].to_numpy(float)
+    colors = ["tab:green" if m == "yes" else "tab:red" if m == "no" else "tab:blue" for m in table["meets target"]]
+    ax.barh(y, ratio - 1.0, left=1.0, color=colors, alpha=0.7, height=0.6)  # from 1 (no gain) to the ratio
+    ax.errorbar(ratio, y, xerr=[ratio - low, high - ratio], fmt="none", ecolor="black", capsize=3, lw=1)
+    has_target = ~np.isnan(target)
+    ax.scatter(target[has_target], y[has_target], marker="|", s=500, color="red", linewidths=2.5, zorder=3)
+    ax.axvline(1.0, color="grey", ls="--", lw=1)
+    for yi, r, lo, hi in zip(y, ratio, low, high):
+        text = f"{r:.2f}" if lo == hi else f"{r:.2f} [{lo:.2f}, {hi:.2f}]"
+        ax.annotate(text, (max(r, hi, 1.0), yi), xytext=(5, -3), textcoords="offset points", fontsize=7)
+    values = np.concatenate([low, high, target[has_target], [1.0]])
+    lo_x, hi_x = values.min() / 1.15, values.max() * 1.8  # room for the annotations
+    ax.set_xscale("log")
+    ax.set_xlim(lo_x, hi_x)
+    fine = (0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10)
+    coarse = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    ax.set_xticks([v for v in (fine if hi_x / lo_x < 20 else coarse) if lo_x <= v <= hi_x])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("ratio baseline / fast of the medians (log scale; > 1: the fast path wins)", fontsize=8)
+    ax.set_title(f"Speed on {common}\nratio of medians, 95% bootstrap interval over rounds, red tick = target\n"
+                 "green / red = the whole interval meets / misses it, blue = unclear or no target", fontsize=9)
     fig.tight_layout()
     return save(fig, path)
 

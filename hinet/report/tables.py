@@ -22,7 +22,7 @@ from .statistics import QUALITY, variant_stats
 NUMBER_FORMATS = {"psnr_mean": "{:.2f}", "psnr_ci95": "{:.2f}", "ssim_mean": "{:.4f}", "delta_psnr": "{:+.3f}",
                   "p_value": "{:.3g}", "params_m": "{:.4g}", "gmacs": "{:.4g}", "ours": "{:.4f}",
                   "published": "{:.4f}", "difference": "{:+.4f}", "mean": "{:.4g}", "std": "{:.3g}",
-                  "ci95": "{:.3g}", "baseline": "{:.4g}", "fast": "{:.4g}", "ratio": "{:.2f}",
+                  "ci95": "{:.3g}", "baseline": "{:.1f}", "fast": "{:.1f}", "ratio": "{:.2f}",
                   "ratio_low": "{:.2f}", "ratio_high": "{:.2f}", "target": "{:g}"}
 
 
