@@ -258,3 +258,20 @@ def test_speed_turns_a_real_benchmark_report_into_records(tmp_path) -> None:
     assert rows["bench_scoring::test_tiny_ratio"]["verdict"] == "-"  # no target
     with pytest.raises(ValueError, match="benchmarks"):
         records_from_json({"not": "a report"}, run_id="x")
+
+
+def test_ratio_interval_brackets_the_ratio_of_medians() -> None:
+    from benchmarks.speed.timing import ratio_info, ratio_interval
+
+    baseline = [1.0, 1.1, 1.05, 1.3, 1.0, 1.2]  # seconds, interleaved with fast round by round
+    fast = [0.8, 0.9, 0.82, 1.0, 0.81, 0.95]
+    info = ratio_info(baseline, fast, paired=True)
+    assert info["ratio"] == pytest.approx(1.0 / 0.8) and info["ratio_median"] == pytest.approx(1.075 / 0.86)
+    assert info["ratio_low"] <= info["ratio_median"] <= info["ratio_high"]
+    assert info["ratio_low"] < info["ratio_high"]  # the rounds vary, so does the ratio
+    paired, unpaired = ratio_interval(baseline, fast, paired=True), ratio_interval(baseline, fast, paired=False)
+    assert unpaired[1] - unpaired[0] >= paired[1] - paired[0]  # pairing removes the shared load
+    assert ratio_interval([1.0], [0.5, 0.6], paired=False) is None  # one round: no interval
+    assert "ratio_low" not in ratio_info([1.0], [0.5], paired=True)
+    with pytest.raises(ValueError, match="paired"):
+        ratio_interval([1.0, 2.0], [1.0, 2.0, 3.0], paired=True)
