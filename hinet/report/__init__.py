@@ -119,8 +119,9 @@ OUTPUTS: tuple[Output, ...] = (
            f"psnr/ssim of checkpoint_eval/speed records that are synthetic or not recipe eval ({NOT_COMPARABLE})",
            "when such records exist"),
     Output("tables/speed.{md,csv,tex}",
-           "mean, std, 95% CI and n of each speed metric (ms_*, ratio, peak_mb, ...) per "
-           "dataset(input)/protocol(benchmark module)/device/variant", "when family speed records exist"),
+           "one row per speed comparison and invocation: what, baseline and fast path (labels), their medians, "
+           "ratio with its 95% bootstrap interval, target, whether it is met, device and capability",
+           "when family speed records exist"),
     Output("tables/optuna_<study>.csv", "one row per trial of an Optuna study (parameters, state, value)",
            "by hinet.tune at the end of every worker, or --report-only", writer="hinet.tune"),
     Output("tables/<stem>.{md,csv,tex}",
@@ -151,8 +152,8 @@ OUTPUTS: tuple[Output, ...] = (
     Output("figures/curves_<stem>.png",
            "every train metric (loss, lr, images_per_s, ...) and validation metric (psnr, ssim) against step, "
            "mean over seeds with a 95% band, hue = variant", "per (family, kind) with train/val records at steps"),
-    Output("figures/speed.png", "bars of the speed-up ratios and peak memory per variant (hue = device), "
-           "95% t-intervals", "when family speed records exist"),
+    Output("figures/speed.png", "horizontal bars of the speed table's ratios with their 95% bootstrap "
+           "intervals and targets, one panel per device", "when family speed records exist"),
     Output("figures/comparison.png", "visual grid: rows = images; columns = input, each variant, ground truth",
            "when <images>/ holds input/ and target/"),
     Output("figures/comparison_<name>.png", "the same grid for <images>/<name>/",
