@@ -469,7 +469,7 @@ def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: 
                   f"{accum} accumulation step(s) x micro-batch {micro}", flush=True)
 
     torch.manual_seed(spec.seed)  # identical initial weights on every process (and across variants' shapes)
-    model = HINet(spec.model).to(dev)
+    model = HINet(spec.model).reset_parameters(spec.seed).to(dev)  # same weights per module name in every variant
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if spec.fused_norm or spec.inplace_act:
