@@ -13,11 +13,13 @@ Three steps, each a sub-command (``python -m benchmarks.proxy_power <step> --hel
   torch's creation-order initialisation (the trainer before :meth:`hinet.arch.HINet.reset_parameters`) to
   measure what common initial weights buy. Writes ``pilot.json``: settings, wall time, the children's CPU time
   (``resource.getrusage(RUSAGE_CHILDREN)``), load averages and CPU capability.
-* ``analyse``: reads the pilots' per-image PSNR (``SIDD (synthetic)``, official protocol) and prints/saves the
-  variance components of every paired difference (seed / image / residual, crossed ANOVA of
-  :mod:`hinet.ablation_stats`), the photo-level share of the image component (the 128x128 test crops come
-  from only three photographs), the MDE at 80% power (alpha 0.05) as measured and as projected for other
-  numbers of seeds and images, the verdicts at every validation step, and the cost per run.
+* ``analyse``: :mod:`benchmarks.proxy_power_analysis` -- variance components, MDE (measured and projected),
+  common initial weights, verdicts by step, the idle cost model and the default it implies; writes
+  ``runs/proxy_power/analysis.json`` and ``results/tables/proxy_power.md``.
+
+Order: ``speed``, then ``pilot --name crn240 --seeds 0 1 2 3 --iters 240 --val-every 40 --images 64``, ``pilot
+--name default240 --seeds 0 1 2 3 --iters 240 --val-every 240 --images 64 --default-init --variants full no_csff
+no_sam``, then ``analyse``. About 30 CPU-minutes each pilot on a shared 2-core machine.
 
 Cost scaling to an idle 2-core machine: a run's CPU seconds (children's user+sys over runs) are what an idle
 core spends on it (one thread per run, 2 runs at a time), so idle grid wall time ~= runs x CPU s per run / 2,
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import sys
@@ -40,8 +41,6 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path("runs/proxy_power")
-DATASET, PROTOCOL, METRIC = "SIDD (synthetic)", "denoise/official", "psnr"
-REFERENCE = "full"
 
 
 # ----------------------------------------------------------------------------------------------- speed
@@ -147,8 +146,9 @@ def pilot_runs(name: str, seeds: list[int], iters: int, val_every: int, images: 
     for run in runs:
         r = replace(run.spec.recipe, total_iters=iters, val_every=val_every, val_limit=images,
                     warmup_iters=min(run.spec.recipe.warmup_iters, iters - 1))
-        # fused norm and in-place LeakyReLU keep the numbers (see `speed`); channels_last is what plan() says
-        spec = replace(run.spec, recipe=r, fused_norm=True, inplace_act=True)
+        # fused norm and in-place LeakyReLU as in plan(); channels_last off, as the pilots of
+        # results/tables/proxy_power.md ran (the same numbers up to float rounding, see `speed`)
+        spec = replace(run.spec, recipe=r, fused_norm=True, inplace_act=True, channels_last=False)
         out.append(replace(run, spec=spec, images_dir=None, options=("--device", "cpu", "--no-tensorboard")))
     return out, folder, records
 
@@ -187,118 +187,6 @@ def train_default_init(argv: list[str]) -> int:
     return train.main(argv)
 
 
-# ----------------------------------------------------------------------------------------------- analyse
-def per_image(name: str):
-    """Per-image PSNR of one pilot: columns run_id, variant, seed, step, image, value."""
-    from hinet.records import read_image_metrics
-
-    df = read_image_metrics(ROOT / name / "records" / "per_image")
-    df = df[(df["dataset"] == DATASET) & (df["protocol"] == PROTOCOL) & (df["metric"] == METRIC)]
-    out = df[["run_id", "variant", "seed", "step", "image", "value"]].copy()
-    out["seed"] = out["seed"].astype(int)
-    out["step"] = out["step"].astype(int)
-    return out
-
-
-def photo_of(image: str) -> str:
-    """The source photograph of a synthetic test image id (``...-<index>-<photo>``)."""
-    return image.split("-", 4)[-1] if image.count("-") >= 4 else image
-
-
-def photo_share(d, images: list[str]) -> float:
-    """Share of the image-mean variance of ``d`` (S, I) that lies between source photographs (one-way ANOVA of
-    the image means by photo, method of moments, floored at 0); NaN with fewer than 2 photos."""
-    import numpy as np
-
-    col = d.mean(axis=0)  # (I,) image means
-    photos = np.array([photo_of(x) for x in images])
-    groups = [col[photos == p] for p in sorted(set(photos))]
-    if len(groups) < 2 or len(col) <= len(groups):
-        return math.nan
-    grand = col.mean()
-    ms_between = sum(len(g) * (g.mean() - grand) ** 2 for g in groups) / (len(groups) - 1)
-    ms_within = sum(((g - g.mean()) ** 2).sum() for g in groups) / (len(col) - len(groups))
-    n0 = (len(col) - sum(len(g) ** 2 for g in groups) / len(col)) / (len(groups) - 1)
-    between = max(ms_between - ms_within, 0.0) / n0
-    total = between + ms_within
-    return between / total if total > 0 else math.nan
-
-
-def components_table(df, step: int):
-    """One row per comparison at ``step``: difference, SE, variance components, photo share, MDE (measured)."""
-    import pandas as pd
-
-    from hinet import ablation_stats as st
-
-    q = df[df["step"] == step]
-    rows = []
-    for v in sorted(set(q["variant"]) - {REFERENCE}):
-        d, seeds, images, _ = st.paired_table(q, v, REFERENCE)
-        e = st.effect_from_differences(d, v, REFERENCE, seeds=seeds)
-        c = e.components
-        share = c.contributions()
-        rows.append(dict(variant=v, step=step, n_seeds=c.n_seeds, n_images=c.n_images, difference=e.difference,
-                         se=e.se, sd_seed=math.sqrt(c.seed), sd_image=math.sqrt(c.image), sd_resid=math.sqrt(c.resid),
-                         seed_share=share["seed"], image_share=share["image"], resid_share=share["resid"],
-                         photo_share_of_image=photo_share(d, images), mde=st.minimum_detectable_effect(c)))
-    return pd.DataFrame(rows)
-
-
-def subsample_sd_seed(df, step: int, seeds: list[int]):
-    """SD over seeds of the per-seed mean difference (all images) for each comparison, with the given seeds."""
-    import numpy as np
-
-    from hinet import ablation_stats as st
-
-    q = df[(df["step"] == step) & (df["seed"].isin(seeds))]
-    out = {}
-    for v in sorted(set(q["variant"]) - {REFERENCE}):
-        d, _, _, _ = st.paired_table(q, v, REFERENCE)
-        out[v] = float(np.std(d.mean(axis=1), ddof=1))
-    return out
-
-
-def projected_mde(comp, seeds: int, images: int) -> float:
-    from hinet import ablation_stats as st
-
-    return st.minimum_detectable_effect(replace(comp, n_seeds=seeds, n_images=images))
-
-
-def analyse(names: list[str], out_json: Path | None) -> dict:
-    from hinet import ablation_stats as st
-
-    result: dict = {"pilots": {}}
-    for name in names:
-        info_path = ROOT / name / "pilot.json"
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
-        df = per_image(name)
-        final = int(df["step"].max())
-        table = components_table(df, final)
-        by_step = st.verdicts_by_step(df, REFERENCE, scale="proxy")
-        steps = {}
-        for step, block in by_step.groupby("step"):
-            steps[int(step)] = {r.variant: {"difference": r.difference, "mde": r.mde, "sd_seed": math.sqrt(r.var_seed),
-                                            "significant": bool(r.significant), "verdict": r.verdict}
-                                for r in block.itertuples()}
-        comps = {}
-        for v in table["variant"]:
-            d, seeds, _, _ = st.paired_table(df[df["step"] == final], v, REFERENCE)
-            comps[v] = st.effect_from_differences(d, v, REFERENCE, seeds=seeds).components
-        result["pilots"][name] = {"info": info, "final_step": final, "table": table.to_dict("records"),
-                                  "by_step": steps, "components": {k: c.__dict__ for k, c in comps.items()}}
-        print(f"== pilot {name}: {info.get('runs')} runs, {info.get('cpu_s_per_run', math.nan):.0f} CPU s/run, "
-              f"wall {info.get('wall_s', math.nan):.0f} s, load {info.get('loadavg_start')}")
-        print(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
-        for step, per in steps.items():
-            print(f"  step {step}: " + "; ".join(f"{v} {x['difference']:+.2f} (MDE {x['mde']:.2f})"
-                                                 for v, x in per.items()))
-    if out_json is not None:
-        from hinet.atomic import atomic_write_text
-
-        atomic_write_text(out_json, json.dumps(result, indent=2, default=float))
-    return result
-
-
 # ----------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.proxy_power", description=__doc__.split("\n\n")[0])
@@ -316,9 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--default-init", action="store_true", help="torch's creation-order init (no common weights)")
     g.add_argument("--parallel", type=int, default=2)
     g.add_argument("--variants", nargs="+", default=None, help="subset of the components variants")
-    a = sub.add_parser("analyse", help="variance components, MDE and verdicts of finished pilots")
-    a.add_argument("names", nargs="+")
-    a.add_argument("--out", type=Path, default=ROOT / "analysis.json")
+    a = sub.add_parser("analyse", help="variance components, MDE, verdicts and the budget, from finished pilots")
+    a.add_argument("--main", default="crn240", help="the pilot of the chosen recipe (per-module init)")
+    a.add_argument("--baseline", default="default240", help="the same grid with creation-order init")
+    a.add_argument("--json", type=Path, default=ROOT / "analysis.json")
+    a.add_argument("--markdown", type=Path, default=Path("results/tables/proxy_power.md"))
     return p
 
 
@@ -342,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                                    a.variants),
                              indent=2))
         else:
-            analyse(a.names, a.out)
+            from .proxy_power_analysis import analyse
+
+            analyse(ROOT, a.main, a.baseline, a.json, a.markdown)
         return 0
 
     return run_command("proxy_power", body, argv)

@@ -16,6 +16,9 @@ def test_plan_covers_every_variant_and_seed(tmp_path, fam):
     assert len(runs) == 2 * len(FAMILIES[fam].VARIANTS)
     assert len({r.run_id for r in runs}) == len(runs)
     assert all(r.status() == "new" for r in runs)
+    assert all(r.spec.fused_norm and r.spec.inplace_act and r.spec.channels_last for r in runs)
+    gpu = ablate.plan(fam, "sidd", "proxy", [0], tmp_path, tmp_path / "r.jsonl", device="cuda")
+    assert not any(r.spec.channels_last for r in gpu) and all(r.spec.fused_norm for r in gpu)
     with pytest.raises(ValueError, match="unknown variant"):
         ablate.plan(fam, "sidd", "proxy", [0], tmp_path, tmp_path / "r.jsonl", variants=["nope"])
 
