@@ -18,8 +18,10 @@ Three steps, each a sub-command (``python -m benchmarks.proxy_power <step> --hel
   ``runs/proxy_power/analysis.json`` and ``results/tables/proxy_power.md``.
 
 Order: ``speed``, then ``pilot --name crn240 --seeds 0 1 2 3 --iters 240 --val-every 40 --images 64``, ``pilot
---name default240 --seeds 0 1 2 3 --iters 240 --val-every 240 --images 64 --default-init --variants full no_csff
-no_sam``, then ``analyse``. About 30 CPU-minutes each pilot on a shared 2-core machine.
+--name default240 --seeds 0 1 2 3 --iters 240 --val-every 240 --images 64 --default-init --variants full
+no_csff``, then ``analyse``. Under creation-order initialisation no_hin already shares 100% of its initial
+weights with full, single_stage 99.7% and no_sam 99.6%, no_csff only 51%: the init comparison needs full and
+no_csff alone. The main pilot took about 40 CPU-minutes on the shared 2-core machine.
 
 Cost scaling to an idle 2-core machine: a run's CPU seconds (children's user+sys over runs) are what an idle
 core spends on it (one thread per run, 2 runs at a time), so idle grid wall time ~= runs x CPU s per run / 2,
