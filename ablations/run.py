@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from hinet.errors import UserError, run_command
@@ -44,9 +45,10 @@ def images_folder(results: Path, fam: str, dataset: str, recipe_kind: str, synth
 def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, records: Path, *,
          data: str | None = None, device: str = "cpu", iters: int | None = None,
          variants: list[str] | None = None, loader_workers: int = 0, train_crops: str | None = None,
-         images: int = 0, images_dir: Path | None = None) -> list[GridRun]:
+         images: int = 0, images_dir: Path | None = None, val_images: int | None = None) -> list[GridRun]:
     """The grid as complete run specs (variant-major, then seed). The first seed of each variant writes
-    ``images`` comparison images at its final validation (none when 0). Every spec has the fused norm and
+    ``images`` comparison images at its final validation (none when 0). ``val_images`` overrides the recipe's
+    validation images per set (``val_limit``). Every spec has the fused norm and
     in-place activations on, and channels_last for proxy runs on CPU (same numbers up to float rounding)."""
     names = list(family(fam).VARIANTS)
     if variants:
@@ -59,6 +61,10 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
     base = get_recipe(dataset if recipe == "paper" else f"{dataset}-proxy")
     if iters is not None:
         base = with_iters(base, iters)
+    if val_images is not None:
+        if val_images < 1:
+            raise UserError(f"--val-images {val_images}: expected a positive number of validation images")
+        base = replace(base, val_limit=val_images)
     tag = "synthetic" if data is None else "real"
     # fast paths with the same numbers (hinet.fast; results/tables/proxy_power.md): fused half instance norm and
     # in-place LeakyReLU always; channels_last where it was measured to help (proxy scale on CPU, 1.14x a step)
@@ -88,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--variants", nargs="+", default=None, help="subset of the family's variants")
     p.add_argument("--iters", type=int, default=None, help="override the recipe's iterations")
+    p.add_argument("--val-images", type=int, default=None, help="override the recipe's validation images per set")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (with --gpus: cuda)")
     p.add_argument("--parallel", type=int, default=None, help="CPU runs at a time (default: 2 on CPU)")
     p.add_argument("--gpus", default=None, help="'all' or ids '0,1,2,3': one run per GPU slot, the rest queued")
@@ -119,7 +126,7 @@ def _main(a: argparse.Namespace) -> int:
     shots = images_folder(results_root(records), a.family, dataset, a.recipe, a.data is None)
     runs = plan(a.family, dataset, a.recipe, a.seeds, Path(a.runs_dir), records, data=a.data, device=device,
                 iters=a.iters, variants=a.variants, loader_workers=a.loader_workers, train_crops=a.train_crops,
-                images=a.images, images_dir=shots)
+                images=a.images, images_dir=shots, val_images=a.val_images)
     pending = [r for r in runs if r.status() != "done"]
     print(f"[ablate] {a.family} on {dataset} ({'synthetic' if a.data is None else a.data}), {a.recipe} recipe: "
           f"{len(runs)} runs, {len(runs) - len(pending)} already done", flush=True)
