@@ -156,11 +156,13 @@ def pilot_runs(name: str, seeds: list[int], iters: int, val_every: int, images: 
 
 
 def pilot(name: str, seeds: list[int], iters: int, val_every: int, images: int, default_init: bool,
-          parallel: int, variants: list[str] | None = None) -> dict:
+          parallel: int, variants: list[str] | None = None, seed_major: bool = False) -> dict:
     from hinet.atomic import atomic_write_text
     from hinet.grid import TRAIN_ENTRY, run_local
 
     runs, folder, _ = pilot_runs(name, seeds, iters, val_every, images, variants)
+    if seed_major:  # pairs complete one seed after another, so a pilot stopped early still has paired seeds
+        runs = sorted(runs, key=lambda r: r.spec.seed)
     entry = ("-m", "benchmarks.proxy_power", "_train-default-init") if default_init else TRAIN_ENTRY
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load0, t0 = os.getloadavg(), time.time()
@@ -206,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--default-init", action="store_true", help="torch's creation-order init (no common weights)")
     g.add_argument("--parallel", type=int, default=2)
     g.add_argument("--variants", nargs="+", default=None, help="subset of the components variants")
+    g.add_argument("--seed-major", action="store_true", help="run seed by seed (default: variant by variant)")
     a = sub.add_parser("analyse", help="variance components, MDE, verdicts and the budget, from finished pilots")
     a.add_argument("--main", default="crn240", help="the pilot of the chosen recipe (per-module init)")
     a.add_argument("--baseline", default="default240", help="the same grid with creation-order init")
@@ -231,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(out, indent=2))
         elif a.command == "pilot":
             print(json.dumps(pilot(a.name, a.seeds, a.iters, a.val_every, a.images, a.default_init, a.parallel,
-                                   a.variants),
+                                   a.variants, a.seed_major),
                              indent=2))
         else:
             from .proxy_power_analysis import analyse
