@@ -232,7 +232,33 @@ def rank_orders(steps: pd.DataFrame) -> dict[int, list[str]]:
 
 
 # ----------------------------------------------------------------------------------------------- main
-def analyse(root: Path, main: str, baseline: str | None, json_path: Path, md_path: Path) -> dict:
+def longer_training(root: Path, name: str, model: CostModel, choice: dict, main_table: pd.DataFrame) -> dict | None:
+    """The comparisons of pilot ``name`` (a longer schedule): their components at its last step, the seeds a
+    grid of that length fits in the budget with the chosen images and validations, and the MDE there, beside
+    the chosen default's. None without at least 2 paired seeds."""
+    if not (root / name / "records" / "per_image").is_dir():
+        return None
+    df = per_image(root, name)
+    final = int(df["step"].max())
+    effs = {v: e for v, (e, _, _) in effects(df, final).items() if e.n_seeds >= 2}
+    if not effs:
+        return None
+    iters = final
+    seeds = 2
+    while model.grid_s(seeds + 1, iters, choice["images"], choice["looks"]) <= BUDGET_S:
+        seeds += 1
+    rows = []
+    for v, e in effs.items():
+        c = e.components
+        base = main_table.set_index("variant").loc[v]
+        rows.append(dict(variant=v, n_seeds=c.n_seeds, difference=e.difference, sd_seed=math.sqrt(c.seed),
+                         sd_image=math.sqrt(c.image), sd_seed_short=base.sd_seed, sd_image_short=base.sd_image,
+                         seeds_in_budget=seeds, mde_in_budget=mde(c, seeds, choice["images"])))
+    return {"name": name, "iters": iters, "rows": rows}
+
+
+def analyse(root: Path, main: str, baseline: str | None, json_path: Path, md_path: Path,
+            longer: str | None = "crn480") -> dict:
     from hinet.atomic import atomic_write_text
 
     info = json.loads((root / main / "pilot.json").read_text())
@@ -271,6 +297,7 @@ def analyse(root: Path, main: str, baseline: str | None, json_path: Path, md_pat
         "projection": {v: {f"S{s}_I{i}": mde(c, s, i) for s in (3, 4, 6, 8, 10, 12, 16, 24, 32)
                            for i in IMAGE_CHOICES} for v, c in comps.items()},
     }
+    result["longer"] = longer_training(root, longer, model, choice, table) if longer else None
     steps = steps_table(df)
     result["steps"] = steps.to_dict("records")
     result["rank_orders"] = rank_orders(steps)
@@ -383,6 +410,18 @@ def markdown(r: dict) -> str:
             if v in comp.index:
                 lines.append(f"| {v} - full | {comp.loc[v, 'sd_seed']:.3f} | {row.sd_seed:.3f} | "
                              f"{comp.loc[v, 'mde']:.3f} | {row.mde:.3f} |")
+    if r.get("longer"):
+        lo = r["longer"]
+        lines += ["", f"## Longer training (pilot `{lo['name']}`: {lo['iters']} iterations, per-module init)", "",
+                  f"| comparison | seeds | difference | SD seed ({lo['iters']} it) | SD seed ({p['iters']} it) | "
+                  f"SD image ({lo['iters']} it) | SD image ({p['iters']} it) | MDE of a {lo['iters']}-iteration "
+                  f"grid in the budget | MDE of the chosen {p['iters']}-iteration grid |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in lo["rows"]:
+            lines.append(f"| {row['variant']} - full | {row['n_seeds']} | {row['difference']:+.3f} | "
+                         f"{row['sd_seed']:.3f} | {row['sd_seed_short']:.3f} | {row['sd_image']:.3f} | "
+                         f"{row['sd_image_short']:.3f} | {row['mde_in_budget']:.2f} ({row['seeds_in_budget']} seeds) "
+                         f"| {r['choice_mde'][row['variant']]:.2f} ({ch['seeds']} seeds) |")
     lines += ["", f"## Training length: verdicts at every validation step of `{p['name']}` (Holm within a step)", "",
               "Difference (MDE) in dB; intermediate steps are points of the same cosine schedule, not shorter runs.",
               "", "| step | " + " | ".join(v for v in VARIANTS if v != REFERENCE) + " | order, best first |",
