@@ -29,6 +29,9 @@ from hinet.train import RunSpec, with_iters
 from . import FAMILIES, family
 
 DATASET_TASK = {"sidd": "denoise", "gopro": "deblur", "rain13k": "derain"}
+# seeds of the default grid: with the proxy recipe's 128 validation images and 2 validations, 8 seeds of the
+# components family fit 15 minutes of an idle 2-core machine (measured: results/tables/proxy_power.md)
+DEFAULT_SEEDS = 8
 TASK_DATASET = {v: k for k, v in DATASET_TASK.items()}
 
 
@@ -91,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="dataset directory; absent: the synthetic counterpart")
     p.add_argument("--train-crops", default=None, help="crops folder from `python -m hinet.data.prepare`")
     p.add_argument("--recipe", default="proxy", choices=["proxy", "paper"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(DEFAULT_SEEDS)),
+                   help=f"default: 0 .. {DEFAULT_SEEDS - 1} (the most that fit 15 idle 2-core minutes at proxy scale)")
     p.add_argument("--variants", nargs="+", default=None, help="subset of the family's variants")
     p.add_argument("--iters", type=int, default=None, help="override the recipe's iterations")
     p.add_argument("--val-images", type=int, default=None, help="override the recipe's validation images per set")

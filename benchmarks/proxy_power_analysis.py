@@ -267,6 +267,32 @@ def longer_training(root: Path, name: str, model: CostModel, choice: dict, main_
     return {"name": name, "iters": iters, "rows": rows}
 
 
+def what_each_choice_bought(comps: dict[str, st.VarianceComponents], model: CostModel, eager: CostModel,
+                            choice: dict, baseline: list[dict] | None) -> dict:
+    """The largest MDE (dB) over the comparisons with each choice undone in turn, beside the chosen default's."""
+    s, i, looks = choice["seeds"], choice["images"], choice["looks"]
+
+    def worst(seeds: int, images: int, cs=comps) -> float:
+        return max(mde(c, seeds, images) for c in cs.values())
+
+    def fit(m: CostModel, images: int, n_looks: int) -> int:
+        n = 2
+        while m.grid_s(n + 1, 240, images, n_looks) <= BUDGET_S:
+            n += 1
+        return n
+
+    out = {"chosen": worst(s, i), "old_default": worst(3, 8),
+           "eager_instead_of_fast_paths": {"seeds": fit(eager, i, looks), "worst_mde": worst(fit(eager, i, looks), i)},
+           "8_images_instead": {"seeds": fit(model, 8, looks), "worst_mde": worst(fit(model, 8, looks), 8)},
+           "3_seeds_instead": worst(3, i)}
+    if baseline:
+        base = {row["variant"]: row["sd_seed"] ** 2 for row in baseline}
+        undone = {v: replace(c, seed=base.get(v, c.seed)) for v, c in comps.items()}
+        out["creation_order_init_instead"] = {v: mde(undone[v], s, i) for v in base if v in comps}
+        out["creation_order_init_chosen"] = {v: mde(comps[v], s, i) for v in base if v in comps}
+    return out
+
+
 def analyse(root: Path, main: str, baseline: str | None, json_path: Path, md_path: Path,
             longer: str | None = "crn480") -> dict:
     from hinet.atomic import atomic_write_text
@@ -318,6 +344,7 @@ def analyse(root: Path, main: str, baseline: str | None, json_path: Path, md_pat
         final_base = int(base["step"].max())
         result["baseline_pilot"] = {"name": baseline, "iters": final_base, **done}
         result["baseline_components"] = components_table(base, final_base).to_dict("records")
+    result["bought"] = what_each_choice_bought(comps, model, old_model, choice, result.get("baseline_components"))
     atomic_write_text(json_path, json.dumps(result, indent=2, default=_json_default))
     text = markdown(result)
     atomic_write_text(md_path, text)
@@ -483,6 +510,18 @@ def markdown(r: dict) -> str:
         f"{ch['grid_s'] / 60:.1f} min; MDE " + ", ".join(f"{v} {x:.2f}" for v, x in r["choice_mde"].items()) + " dB.",
         "",
     ]
+    b = r["bought"]
+    lines += [f"What each choice bought (largest MDE over the comparisons, dB; chosen default {b['chosen']:.2f}): "
+              f"the old default 3 seeds x 8 images {b['old_default']:.2f}; 3 seeds instead of "
+              f"{ch['seeds']} {b['3_seeds_instead']:.2f}; 8 images instead of {ch['images']} (then "
+              f"{b['8_images_instead']['seeds']} seeds fit) {b['8_images_instead']['worst_mde']:.2f}; the eager "
+              f"path instead of the fast paths (then {b['eager_instead_of_fast_paths']['seeds']} seeds fit) "
+              f"{b['eager_instead_of_fast_paths']['worst_mde']:.2f}."]
+    if "creation_order_init_instead" in b:
+        undone, kept = b["creation_order_init_instead"], b["creation_order_init_chosen"]
+        lines[-1] += (" Creation-order init instead of per-module init, with its measured seed SD: "
+                      + ", ".join(f"{v} {undone[v]:.2f} (chosen {kept[v]:.2f})" for v in undone) + ".")
+    lines.append("")
     if ch["worst_mde"] <= TARGET_MDE:
         lines.append(f"Every comparison reaches an MDE of at most {TARGET_MDE} dB within the budget.")
     else:
