@@ -400,7 +400,8 @@ def markdown(r: dict) -> str:
         f"per run, {p['cores']} cores shared with other jobs (load average {p['loadavg_start'][0]:.1f} at the "
         f"start of the main pilot, {p['loadavg_end'][0]:.1f} at its end).",
         "",
-        "## Fast paths (one proxy training step, batch 8 of 64x64, width 16, depth 3; CPU time, interleaved rounds)",
+        "## Fast paths (one proxy training step, batch 8 of 64x64, width 16, depth 3; CPU time on the shared "
+        "machine, interleaved rounds)",
         "",
         "| path | CPU ms (median) | speed-up | max relative loss difference from eager (4 steps) |",
         "|---|---|---|---|",
@@ -408,9 +409,10 @@ def markdown(r: dict) -> str:
     for name, v in sp["paths"].items():
         lines.append(f"| {name} | {v['cpu_ms_median']:.0f} | {v['speedup_median']:.2f}x | "
                      f"{v['max_rel_loss_diff']:.1e} |")
-    lines += ["", f"Chosen for proxy grids: **{r['fast_path']}** (fastest with the same numbers). Validation costs "
-              f"{sp['validation_cpu_ms_per_image']:.0f} CPU ms per 128x128 image (both protocols); a run's start-up "
-              f"{sp['startup_cpu_s']:.1f} CPU s.", ""]
+    lines += ["", f"Chosen for proxy grids: **{r['fast_path']}** (fastest with the same numbers). On the shared "
+              f"machine validation costs {sp['validation_cpu_ms_per_image']:.0f} CPU ms per 128x128 image (both "
+              f"protocols) and a run's start-up {sp['startup_cpu_s']:.1f} CPU s (idle: divide by the contention "
+              "factor below).", ""]
     s, i = int(comp["n_seeds"].iloc[0]), int(comp["n_images"].iloc[0])
     lines += [
         f"## Variance split (main pilot `{p['name']}`: {s} seeds x {i} images, {p['iters']} iterations, "

@@ -129,11 +129,12 @@ def proxy(recipe: Recipe, **overrides) -> Recipe:
     family, 4 seeds x 64 images, per-image clamped PSNR, crossed seed x image variance components), on variance,
     power and cost only, never on which variant wins:
 
-    * images: the paired differences ``variant - full`` vary more between test images (SD 0.50-0.97 dB for
-      no_csff, no_hin, single_stage) than between seeds (SD 0-0.28 dB), so 8 images left the image term
-      dominant; with the 15-minute budget of ``nox -s ablate`` (8 seeds), 128 images minimise the largest MDE
-      (0.37 dB against 0.42 dB with 64 and 0.97 dB with 8). A 128x128 validation image costs ~28 ms on an idle
-      core (both denoise protocols), a training step ~140 ms.
+    * images: the paired differences ``variant - full`` vary more between test images (SD 0.56-0.97 dB for
+      no_csff, no_hin, single_stage; 0.03 for no_sam) than between seeds (SD 0.06-0.28 dB), so 8 images left the
+      image term dominant. Within the 15-minute budget of ``nox -s ablate`` 128 images and 8 seeds minimise the
+      largest MDE: 0.37 dB, against 0.40 with 64 images (9 seeds) and 1.13 with 8 images (10 seeds); the old
+      default (3 seeds x 8 images) had 1.17. A 128x128 validation image costs ~28 ms on an idle core (both
+      denoise protocols), a training step ~140 ms.
     * two validations instead of four pay for the images; the half-way look keeps the check that the ranking
       has settled (in the pilot the resolvable differences kept their order from step 160-200 of 240 on).
     * 240 iterations: see results/tables/proxy_power.md for the longer-schedule pilot.
