@@ -480,6 +480,12 @@ def markdown(r: dict) -> str:
                          f"{row['sd_seed']:.3f} | {row['sd_seed_short']:.3f} | {row['sd_image']:.3f} | "
                          f"{row['sd_image_short']:.3f} | {row['mde_in_budget']:.2f} ({row['seeds_in_budget']} seeds) "
                          f"| {r['choice_mde'][row['variant']]:.2f} ({ch['seeds']} seeds) |")
+        n = min(row["n_seeds"] for row in lo["rows"])
+        lines += ["", f"Only the comparison with the largest MDE at {p['iters']} iterations was run longer, with {n} "
+                  f"paired seeds ({n - 1} df for its seed variance). The default keeps {p['iters']} iterations: the "
+                  "other comparisons were not measured at the longer schedule, and a seed SD from so few seeds "
+                  "cannot justify halving the seeds of the whole family. A longer-schedule pilot of every variant "
+                  "with at least 4 seeds is the next measurement."]
     if r.get("init_ratio"):
         lines += ["", "Seed mean square ratio, per-module / creation-order init (95% F interval): "
                   + ", ".join(f"{v} {x['ratio']:.2f} [{x['low']:.2f}, {x['high']:.2f}]"
