@@ -509,7 +509,17 @@ def markdown(r: dict) -> str:
         order = " > ".join(r["rank_orders"][int(step)] if int(step) in r["rank_orders"]
                            else r["rank_orders"][str(int(step))])
         lines.append(f"| {int(step)} | " + " | ".join(cells) + f" | {order} |")
-    lines += ["", "`*`: significant after Holm at that step.", ""]
+    orders = {int(k): v for k, v in r["rank_orders"].items()}
+    last = orders[max(orders)]
+    same = [k for k in sorted(orders) if orders[k] == last]
+    sign = {k: all((b.difference > 0) == (f > 0) for b, f in zip(
+        steps[steps["step"] == k].sort_values("variant").itertuples(),
+        steps[steps["step"] == max(orders)].sort_values("variant")["difference"])) for k in sorted(orders)}
+    lines += ["", "`*`: significant after Holm at that step. The order of all five equals the final one at steps "
+              + ", ".join(map(str, same)) + "; every difference has its final sign at steps "
+              + ", ".join(str(k) for k, ok in sign.items() if ok) + "."
+              + (" Early in the schedule (high learning rate) some signs differ from the end's, so the verdicts are "
+                 "read at the last step only." if not all(sign.values()) else ""), ""]
     old, bud = r["old_default"], r["budget_for_target"]
     worst_var = max(r["choice_mde"], key=lambda v: r["choice_mde"][v])
     lines += [
