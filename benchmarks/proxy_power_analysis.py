@@ -468,6 +468,13 @@ def markdown(r: dict) -> str:
             if v in comp.index:
                 lines.append(f"| {v} - full | {comp.loc[v, 'sd_seed']:.3f} | {row.sd_seed:.3f} | "
                              f"{comp.loc[v, 'mde']:.3f} | {row.mde:.3f} |")
+    if r.get("init_ratio"):
+        lines += ["", "Seed mean square ratio, per-module / creation-order init (95% F interval): "
+                  + ", ".join(f"{v} {x['ratio']:.2f} [{x['low']:.2f}, {x['high']:.2f}]"
+                              for v, x in r["init_ratio"].items())
+                  + ". With 4 seeds a side the interval is wide: the reduction is an estimate, not a demonstrated "
+                  "effect. Per-module init is kept because it removes a source of variance by construction (the "
+                  "other variants already shared 99.6-100% of their initial weights with full) at no cost."]
     if r.get("longer"):
         lo = r["longer"]
         lines += ["", f"## Longer training (pilot `{lo['name']}`: {lo['iters']} iterations, per-module init)", "",
@@ -486,13 +493,6 @@ def markdown(r: dict) -> str:
                   "other comparisons were not measured at the longer schedule, and a seed SD from so few seeds "
                   "cannot justify halving the seeds of the whole family. A longer-schedule pilot of every variant "
                   "with at least 4 seeds is the next measurement."]
-    if r.get("init_ratio"):
-        lines += ["", "Seed mean square ratio, per-module / creation-order init (95% F interval): "
-                  + ", ".join(f"{v} {x['ratio']:.2f} [{x['low']:.2f}, {x['high']:.2f}]"
-                              for v, x in r["init_ratio"].items())
-                  + ". With 4 seeds a side the interval is wide: the reduction is an estimate, not a demonstrated "
-                  "effect. Per-module init is kept because it removes a source of variance by construction (the "
-                  "other variants already shared 99.6-100% of their initial weights with full) at no cost."]
     lines += ["", f"## Training length: verdicts at every validation step of `{p['name']}` (Holm within a step)", "",
               "Difference (MDE) in dB; intermediate steps are points of the same cosine schedule, not shorter runs.",
               "", "| step | " + " | ".join(v for v in VARIANTS if v != REFERENCE) + " | order, best first |",
