@@ -137,10 +137,10 @@ def proxy(recipe: Recipe, **overrides) -> Recipe:
       denoise protocols), a training step ~140 ms.
     * two validations instead of four pay for the images; the half-way look keeps the check that the ranking
       has settled (in the pilot the resolvable differences kept their order from step 160-200 of 240 on).
-    * 240 iterations kept: a 480-iteration pilot of no_csff - full (the largest MDE at 240) had a seed SD of
-      0.12 dB from 3 seeds (0.28 at 240) and the same image SD (0.77 vs 0.81), so a 480-iteration grid of 4
-      seeds might reach 0.27 dB on that comparison (0.37 at 240); the other comparisons were not measured at
-      480 and no_hin / single_stage are image-limited, so the evidence does not justify halving the seeds.
+    * 240 iterations kept: a 480-iteration pilot of no_csff - full (the largest MDE at 240; 4 seeds) had a seed
+      SD of 0.16 dB (0.28 at 240) and about the same image SD (0.86 vs 0.81), so a 480-iteration grid (4 seeds
+      in the budget) would reach 0.34 dB on that comparison against 0.37 at 240: no real gain, and the other
+      comparisons were not measured at 480. By step 160 of 240 every difference has its final sign.
     * the target of 0.1 dB for every comparison is out of reach in 15 minutes: the image term alone needs
       about 1000-2000 images, the seed term about 90 seeds (~5 idle 2-core hours; results/tables/proxy_power.md).
     """
