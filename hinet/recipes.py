@@ -140,7 +140,8 @@ def proxy(recipe: Recipe, **overrides) -> Recipe:
     * 240 iterations kept: a 480-iteration pilot of no_csff - full (the largest MDE at 240; 4 seeds) had a seed
       SD of 0.16 dB (0.28 at 240) and about the same image SD (0.86 vs 0.81), so a 480-iteration grid (4 seeds
       in the budget) would reach 0.34 dB on that comparison against 0.37 at 240: no real gain, and the other
-      comparisons were not measured at 480. By step 160 of 240 every difference has its final sign.
+      comparisons were not measured at 480. From step 160 of 240 on the differences keep their final signs,
+      except single_stage - full (within +-0.04 dB of zero), which flips at step 200.
     * the target of 0.1 dB for every comparison is out of reach in 15 minutes: the image term alone needs
       about 1000-2000 images, the seed term about 90 seeds (~5 idle 2-core hours; results/tables/proxy_power.md).
     """
