@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from hinet.errors import UserError, run_command
@@ -27,6 +28,10 @@ from hinet.tasks import DATASETS, TASKS
 from hinet.train import RunSpec, with_iters
 
 from . import FAMILIES, family
+
+# seeds of the default grid: with the proxy recipe's 128 validation images and 2 validations, 8 seeds of the
+# components family fit 15 minutes of an idle 2-core machine (measured: results/tables/proxy_power.md)
+DEFAULT_SEEDS = 8
 
 
 def results_root(records: Path) -> Path:
@@ -42,9 +47,11 @@ def images_folder(results: Path, fam: str, dataset: str, recipe_kind: str, synth
 def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, records: Path, *,
          data: str | None = None, device: str = "cpu", iters: int | None = None,
          variants: list[str] | None = None, loader_workers: int = 0, train_crops: str | None = None,
-         images: int = 0, images_dir: Path | None = None) -> list[GridRun]:
+         images: int = 0, images_dir: Path | None = None, val_images: int | None = None) -> list[GridRun]:
     """The grid as complete run specs (variant-major, then seed). The first seed of each variant writes
-    ``images`` comparison images at its final validation (none when 0)."""
+    ``images`` comparison images at its final validation (none when 0). ``val_images`` overrides the recipe's
+    validation images per set (``val_limit``). Every spec has the fused norm and
+    in-place activations on, and channels_last for proxy runs on CPU (same numbers up to float rounding)."""
     names = list(family(fam).VARIANTS)
     if variants:
         unknown = sorted(set(variants) - set(names))
@@ -56,7 +63,14 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
     base = get_recipe(dataset if recipe == "paper" else f"{dataset}-proxy")
     if iters is not None:
         base = with_iters(base, iters)
+    if val_images is not None:
+        if val_images < 1:
+            raise UserError(f"--val-images {val_images}: expected a positive number of validation images")
+        base = replace(base, val_limit=val_images)
     tag = "synthetic" if data is None else "real"
+    # fast paths with the same numbers (hinet.fast; results/tables/proxy_power.md): fused half instance norm and
+    # in-place LeakyReLU always; channels_last where it was measured to help (proxy scale on CPU, 1.14x a step)
+    channels_last = recipe == "proxy" and device == "cpu"
     options = ("--device", device, "--workers", str(loader_workers))
     treatments = family(fam).evaluations(base.crop) if hasattr(family(fam), "evaluations") else ()
     out = []
@@ -64,7 +78,8 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
         net = base.network(family(fam).VARIANTS[variant])
         for k, seed in enumerate(seeds):
             run_id = f"{fam}-{variant}-{dataset}-{recipe}-{tag}-s{seed}"
-            spec = RunSpec(base, net, seed, data, fam, variant, train_crops=train_crops, evaluations=treatments)
+            spec = RunSpec(base, net, seed, data, fam, variant, train_crops=train_crops, fused_norm=True,
+                           inplace_act=True, channels_last=channels_last, evaluations=treatments)
             shots = images_dir if images and k == 0 else None
             out.append(GridRun(run_id, runs_dir / run_id, spec, records, shots,
                                (*options, "--images-limit", str(images))))
@@ -79,9 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="dataset directory; absent: the synthetic counterpart")
     p.add_argument("--train-crops", default=None, help="crops folder from `python -m hinet.data.prepare`")
     p.add_argument("--recipe", default="proxy", choices=["proxy", "paper"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(DEFAULT_SEEDS)),
+                   help=f"default: 0 .. {DEFAULT_SEEDS - 1} (the most that fit 15 idle 2-core minutes at proxy scale)")
     p.add_argument("--variants", nargs="+", default=None, help="subset of the family's variants")
     p.add_argument("--iters", type=int, default=None, help="override the recipe's iterations")
+    p.add_argument("--val-images", type=int, default=None, help="override the recipe's validation images per set")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (with --gpus: cuda)")
     p.add_argument("--parallel", type=int, default=None, help="CPU runs at a time (default: 2 on CPU)")
     p.add_argument("--gpus", default=None, help="'all' or ids '0,1,2,3': one run per GPU slot, the rest queued")
@@ -121,7 +138,7 @@ def _main(a: argparse.Namespace) -> int:
     device = "cuda" if gpus else a.device
     shots = images_folder(results_root(records), a.family, dataset, a.recipe, a.data is None)
     grid = dict(data=a.data, device=device, iters=a.iters, loader_workers=a.loader_workers,
-                train_crops=a.train_crops, images=a.images, images_dir=shots)
+                train_crops=a.train_crops, images=a.images, images_dir=shots, val_images=a.val_images)
     if a.until_verdict:
         if a.launcher != "local":
             raise UserError("--until-verdict runs rounds of local runs; use --launcher local")

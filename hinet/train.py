@@ -54,6 +54,8 @@ from .losses import MultiStageLoss, make_loss
 from .recipes import Recipe, lr_at, recipe
 from .step import PRECISIONS, TrainStep
 
+INITS = ("per-module", "torch")
+
 
 class RunConflictError(UserError, RuntimeError):
     """The run directory holds a different run, or a run that needs ``--resume``."""
@@ -86,11 +88,18 @@ class RunSpec:
     # each validation scores every one, recorded as its own run ``<run id>@<label>`` with variant ``label``
     # (a family comparing test-time statistics of one trained network). Empty: the task's default protocols.
     evaluations: tuple[str, ...] = ()
+    # Initial weights: "per-module" (HINet.reset_parameters(seed): a module of the same name and shape starts
+    # alike in every variant: common random numbers) or "torch" (the modules' default draws in build order).
+    init: str = "per-module"
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"RunSpec.init={self.init!r}: expected one of {INITS}")
 
     def to_dict(self) -> dict:
         out = {"recipe": self.recipe.to_dict(), "model": self.model.to_dict(), "seed": self.seed,
                "data": self.data, "family": self.family, "variant": self.variant,
-               "precision": self.precision, "channels_last": self.channels_last}
+               "precision": self.precision, "channels_last": self.channels_last, "init": self.init}
         for key in ("train_crops", "fused_norm", "inplace_act", "evaluations"):  # only when set: hashes stay valid
             if getattr(self, key):
                 out[key] = getattr(self, key)
@@ -500,7 +509,10 @@ def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: 
                   f"{accum} accumulation step(s) x micro-batch {micro}", flush=True)
 
     torch.manual_seed(spec.seed)  # identical initial weights on every process (and across variants' shapes)
-    model = HINet(spec.model).to(dev)
+    model = HINet(spec.model)
+    if spec.init == "per-module":
+        model.reset_parameters(spec.seed)  # same weights per module name in every variant
+    model = model.to(dev)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if spec.fused_norm or spec.inplace_act:
