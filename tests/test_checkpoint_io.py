@@ -89,8 +89,14 @@ def test_full_disk_on_a_training_state(tmp_path, monkeypatch):
 
 def test_a_killed_save_leaves_a_temp_file_that_the_next_save_removes(tmp_path):
     path = tmp_path / "model.pth"
-    stale = tmp_path / ".model.pth.abc123.tmp"  # what a SIGKILL between write and rename leaves
-    stale.write_bytes(b"half a checkpoint")
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()  # the pid of a writer that is gone
+    stale = tmp_path / f".model.pth.{socket.gethostname().split('.')[0]}.{dead}-abc123.tmp"
+    stale.write_bytes(b"half a checkpoint")  # what a SIGKILL between write and rename leaves
     hinet.save(tiny_model(), path)
     assert not stale.exists() and hinet.load(path).cfg == TINY
 

@@ -13,7 +13,6 @@ Workers use the library the CLI uses (``open_storage``, ``load_study``, ``Object
 from __future__ import annotations
 
 import glob
-import json
 import os
 import pwd
 import shutil
@@ -126,8 +125,8 @@ study = tune.load_study("pg", tune.open_storage(url, heartbeat=heartbeat), setti
 if role == "victim":
     original = tune.Objective._reporter
 
-    def hanging(self, trial, run_dir):
-        report = original(self, trial, run_dir)
+    def hanging(self, trial):
+        report = original(self, trial)
 
         def on_validation(step, metrics):
             report(step, metrics)
@@ -156,9 +155,14 @@ def start_worker(url: str, role: str, out: Path) -> subprocess.Popen:
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def val_steps(run_dir: Path) -> list[int]:
-    lines = [json.loads(x) for x in (run_dir / "log.jsonl").read_text().splitlines()]
-    return [x["step"] for x in lines if x["split"] == "val" and x["protocol"] == "denoise/clamped"]
+def val_steps(records: Path, run_id: str) -> list[int]:
+    """Every validation the trainer recorded for the run (all versions: a repeated step counts twice)."""
+    from hinet.records import read_records
+
+    df = read_records(records, all_versions=True)
+    df = df[(df["run_id"] == run_id) & (df["split"] == "val") & (df["protocol"] == "denoise/clamped")
+            & (df["metric"] == "psnr")]
+    return df["step"].tolist()
 
 
 @pytest.mark.slow
@@ -206,10 +210,10 @@ def test_killed_worker_trial_is_retried_and_every_trial_counted(postgres_url, tm
     assert RetryHeartbeatStaleTrialCallback.retry_history(retry) == [dead.number]
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     assert retry.user_attrs["worker"].endswith(f":{survivor.pid}")
-    # the retry resumed the dead trial's run from its step-1 checkpoint
+    # the retry resumed the dead trial's run from its step-2 checkpoint (written before that validation)
     run_dir = out / "runs" / f"optuna-pg-t{dead.number}"
     assert retry.user_attrs["run_dir"] == str(run_dir)
-    assert val_steps(run_dir) == [1, 2, 2, 3, 4]
+    assert val_steps(out / "records.jsonl", f"optuna-pg-t{dead.number}") == [1, 2, 3, 4]
     own = [t for t in trials if t.state == TrialState.COMPLETE and t is not retry]
     assert own and all(t.user_attrs["worker"].endswith(f":{survivor.pid}") for t in own)  # ran alongside
     assert min(t.datetime_start for t in own) < retry.datetime_start
