@@ -310,6 +310,10 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
             raw = fh.read()
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return _parse(raw, path)
+
+
+def _parse(raw: bytes, path: Path) -> list[dict[str, Any]]:
     keep = _complete_length(raw)
     if keep < len(raw):
         dropped = raw[keep:].count(b"\n") + (not raw.endswith(b"\n"))
@@ -375,18 +379,23 @@ def read_records(paths_or_dirs: str | Path | Iterable[str | Path], *, all_versio
     ``git_dirty``/``synthetic`` bool, ``time`` datetime64 UTC, the rest ``string``. Superseded rows are
     dropped (see :func:`latest`) unless ``all_versions``; rows keep their order of writing.
     """
+    files = _collect(paths_or_dirs, "*.jsonl", "read_records")
+    df = _typed([row for f in files for row in _read_file(f)])
+    if not all_versions:
+        df = latest(df).reset_index(drop=True)
+    return df
+
+
+def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Record dicts as the typed DataFrame of :func:`read_records`."""
     import pandas as pd  # lazy: writers (training processes) need not import pandas
 
-    files = _collect(paths_or_dirs, "*.jsonl", "read_records")
-    rows = [row for f in files for row in _read_file(f)]
     df = pd.DataFrame(rows, columns=list(COLUMNS))
     dtypes = {c: "string" for c in COLUMNS}
     dtypes.update(value="float64", step="Int64", seed="Int64", git_dirty="bool", synthetic="bool")
     del dtypes["time"]
     df = df.astype(dtypes)
     df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
-    if not all_versions:
-        df = latest(df).reset_index(drop=True)
     return df
 
 
@@ -464,3 +473,36 @@ def read_image_metrics(paths_or_dirs: str | Path | Iterable[str | Path]) -> pd.D
     df = df[list(IMAGE_COLUMNS)]
     df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
     return latest(df, (*IDENTITY, "image")).reset_index(drop=True)
+
+
+def compact(path: str | Path) -> tuple[int, int]:
+    """Rewrite the JSONL file ``path`` with only the rows :func:`read_records` keeps (the latest of each
+    identity, the current configuration of each run), in their order of writing; atomically, under the
+    writers' lock. Returns (rows before, rows after). Superseded rows are facts of earlier runs: compact a
+    file when only the current results should travel with it (e.g. before committing regenerated results)."""
+    from hinet.atomic import atomic_write_bytes
+
+    path = Path(path)
+    with open(path, "rb+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            before = _typed(_parse(fh.read(), path))
+            kept = latest(before)
+            rows = [Record(**{**row, "time": row["time"].isoformat(timespec="microseconds"),
+                              **{k: (None if row[k] is None or row[k] != row[k] else int(row[k]))
+                                 for k in ("step", "seed")}})
+                    for row in kept.astype(object).where(kept.notna(), None).to_dict("records")]
+            atomic_write_bytes(path, _encode(rows))
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    return len(before), len(rows)
+
+
+if __name__ == "__main__":  # python -m hinet.records --compact FILE... : keep only the current rows
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hinet.records", description=compact.__doc__.split("\n\n")[0])
+    parser.add_argument("--compact", nargs="+", required=True, metavar="FILE", help="JSONL record files")
+    for item in parser.parse_args().compact:
+        n, m = compact(item)
+        print(f"{item}: {n} rows -> {m} (superseded rows dropped)")

@@ -120,3 +120,16 @@ def test_torn_per_image_file_names_the_file(tmp_path):
     bad.write_bytes(b"PAR1 torn")
     with pytest.raises(ValueError, match="step-00000001.parquet"):
         read_image_metrics(tmp_path)
+
+
+def test_compact_keeps_exactly_what_the_reader_keeps(tmp_path):
+    from hinet.records import compact
+
+    path = tmp_path / "r.jsonl"
+    append_records(path, [rec(step=s, value=float(s)) for s in (10, 20)])
+    append_records(path, [rec(step=10, value=1.5, time="2026-01-02T00:00:00+00:00"), rec(step=None, seed=None)])
+    expected = read_records(path)
+    assert compact(path) == (4, 3)
+    assert len(read_records(path, all_versions=True)) == 3
+    pd_equal = read_records(path).reset_index(drop=True).equals(expected.reset_index(drop=True))
+    assert pd_equal
