@@ -71,7 +71,9 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nox -s ablate --", description=__doc__.split("\n\n")[0])
+    from hinet.errors import ArgumentParser  # usage errors in one line
+
+    p = ArgumentParser(prog="nox -s ablate --", description=__doc__.split("\n\n")[0])
     p.add_argument("--family", default="components", choices=sorted(FAMILIES))
     p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
                    help="default: the family's task (components -> sidd)")

@@ -13,6 +13,7 @@ entry points wrap their body in :func:`run_command`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -32,6 +33,14 @@ class UserError(ValueError):
 # Raised by the library with messages written for the user (file or field named). Anything else is a bug.
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, FileNotFoundError, PermissionError,
                                                  IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line too: ``<prog>: error: <message>`` and exit
+    code 2, without the usage block (``--help`` prints it). Sub-command parsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(USAGE, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def debug_requested(argv: list[str] | None = None) -> bool:

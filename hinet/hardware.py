@@ -403,7 +403,7 @@ def roofline(shapes: tuple[str, ...] = DEFAULT_SHAPES, *, fma_units: int = 2, mh
 
 # ----------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hinet.hardware", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m hinet.hardware", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--json", action="store_true", help="print the device description as JSON")
     p.add_argument("--roofline", action="store_true", help="measure fp32 3x3 convolution GFLOP/s against the peak")

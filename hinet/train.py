@@ -678,7 +678,9 @@ SPEC_FLAGS = ("recipe", "preset", "seed", "data", "train_crops", "iters", "preci
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hinet.train", description=__doc__.split("\n\n")[0],
+    from .errors import ArgumentParser  # usage errors in one line
+
+    p = ArgumentParser(prog="python -m hinet.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--spec", default=None, help="a complete run spec (JSON of RunSpec.to_dict()); excludes the\n"
                    "spec flags below (--recipe ... --model-set)")

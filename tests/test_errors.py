@@ -12,10 +12,13 @@ words, and no traceback. To cover another command, append a row.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
+import json
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,7 +207,7 @@ LIBRARY_ROWS = [
     Row("checkpoint-full-disk", _full_disk),
     Row("override-bool", _override("HINetConfig", ["csff=maybe"], ["--model-set csff=maybe", "HINetConfig.csff"])),
     Row("override-unknown", _override("Recipe", ["crops=48"], ["--recipe-set crops=48", "'crop'"])),
-    Row("override-blame", _override("Recipe", ["lr=-1"], ["--recipe-set lr=-1", "Recipe.eta_min"])),
+    Row("override-blame", _override("Recipe", ["lr=-1"], ["--recipe-set lr=-1", "Recipe.lr"])),
     Row("override-val-limit-0", _override("Recipe", ["val_limit=0"], ["Recipe.val_limit=0"])),
     Row("override-frozen", _override("Recipe", ["preset=gopro"], ["Recipe.preset cannot be overridden"],
                                      frozen=("preset",))),
@@ -311,3 +314,451 @@ def test_one_line_unwraps_a_multi_line_message_from_a_worker():
                "Published at: https://example.org")
     assert one_line(DatasetNotFoundError(wrapped)) == (
         "GoPro not found at /x. Expected layout: <root>/test Published at: https://example.org")
+
+
+# ------------------------------------------------------------------------------- commands, in process
+# Every command's main(argv) returns its exit code (user errors through hinet.errors.run_command; usage
+# errors through hinet.errors.ArgumentParser, which prints one line and exits 2). What counts as "stderr" is
+# what a terminal shows: text after the last carriage return of each line, blank lines dropped, so that a
+# progress bar left on screen counts as a line and a cleared one does not. A Python warning emitted on the
+# way to a user error counts as residue too: the rows fail on any warning.
+@dataclass
+class Bad:
+    argv: list[str]
+    words: list[str]  # every one must appear in the one line
+    keep: list[Path] = field(default_factory=list)  # files whose bytes must survive
+    absent: list[Path] = field(default_factory=list)  # paths that must not exist afterwards
+
+
+@dataclass(frozen=True)
+class MainRow:
+    id: str
+    command: str  # module path of the command; its main(argv) (or command(argv)) is called
+    build: Callable[[Path], Bad]
+
+
+def visible_lines(text: str) -> list[str]:
+    """The lines a terminal shows for ``text`` (``\\r`` returns to the start of the line)."""
+    return [shown for ln in text.split("\n") if (shown := ln.rsplit("\r", 1)[-1]).strip()]
+
+
+def _entry(command: str) -> Callable[[list[str]], int]:
+    import importlib
+
+    module = importlib.import_module(command)
+    return getattr(module, "command", None) or module.main
+
+
+def _expect_one_line(stderr: str, words: list[str]) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = visible_lines(stderr)
+    assert len(lines) == 1 and ": error: " in lines[0], stderr
+    missing = [w for w in words if w not in lines[0]]
+    assert not missing, (missing, lines[0])
+    return lines[0]
+
+
+TRAIN_FAST = ["--recipe", "sidd-proxy", "--iters", "1", "--model-set", "width=4", "--recipe-set", "val_limit=1",
+              "--recipe-set", "crop=16", "--recipe-set", "batch_size=1", "--no-progress", "--no-tensorboard"]
+
+
+def _train(*extra: str, words: list[str], run: str = "run") -> Callable[[Path], Bad]:
+    def build(tmp: Path) -> Bad:
+        return Bad(["--run-dir", str(tmp / run), *TRAIN_FAST, *extra], words, absent=[tmp / run / "config.json"])
+
+    return build
+
+
+def _train_spec(content: str, words: list[str]) -> Callable[[Path], Bad]:
+    def build(tmp: Path) -> Bad:
+        spec = tmp / "spec.json"
+        if content == "bad-field":
+            from hinet.train import build_parser, resolve_spec
+
+            data = resolve_spec(build_parser().parse_args(["--run-dir", str(tmp / "x"), *TRAIN_FAST])).to_dict()
+            data["model"]["csff"] = "no"
+            spec.write_text(json.dumps(data))
+        else:
+            spec.write_text(content)
+        return Bad(["--spec", str(spec), "--run-dir", str(tmp / "run")], [str(spec), *words], keep=[spec],
+                   absent=[tmp / "run" / "config.json"])
+
+    return build
+
+
+def _train_resume(damaged: str) -> Callable[[Path], Bad]:
+    """A started run (config.json + checkpoints/last.pth written as the trainer writes them), one damaged."""
+
+    def build(tmp: Path) -> Bad:
+        from hinet.train import build_parser, resolve_spec
+
+        argv = ["--run-dir", str(tmp / "run"), *TRAIN_FAST]
+        spec = resolve_spec(build_parser().parse_args(argv))
+        run = tmp / "run"
+        ckpt = run / "checkpoints" / "last.pth"
+        atomic_save({"model": hinet.HINet(spec.model).state_dict(), "optimizer": {}, "step": 1}, ckpt)
+        (run / "config.json").write_text(json.dumps({"spec": spec.to_dict()}))
+        bad = ckpt if damaged == "last.pth" else run / "config.json"
+        bad.write_bytes(bad.read_bytes()[: len(bad.read_bytes()) // 2])
+        return Bad([*argv, "--resume"], [str(bad)], keep=[bad])
+
+    return build
+
+
+def _train_blocked(option: str) -> Callable[[Path], Bad]:
+    """A regular file where the command must create a folder."""
+
+    def build(tmp: Path) -> Bad:
+        (tmp / "file").write_text("mine")
+        target = tmp / "file" / "sub"
+        argv = ["--run-dir", str(target if option == "--run-dir" else tmp / "run"), *TRAIN_FAST]
+        if option != "--run-dir":
+            argv += [option, str(target / "x.jsonl" if option == "--records" else target)]
+        return Bad(argv, [str(tmp / "file")], keep=[tmp / "file"])
+
+    return build
+
+
+def _train_truncated_image(tmp: Path) -> Bad:
+    data = tmp / "data"
+    write_pairs(data / "GoPro" / "train", ["a", "b", "c", "d"])
+    write_pairs(data / "GoPro" / "test", ["e"])
+    bad = data / "GoPro" / "train" / "input" / "c.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    argv = ["--run-dir", str(tmp / "run"), "--recipe", "gopro-proxy", "--data", str(data), "--iters", "2",
+            "--model-set", "width=4", "--recipe-set", "crop=16", "--recipe-set", "batch_size=2",
+            "--recipe-set", "val_limit=1", "--no-verify", "--workers", "2", "--no-progress", "--no-tensorboard"]
+    return Bad(argv, [str(bad), "cannot decode image"])
+
+
+TRAIN_ROWS = [
+    MainRow("train-unknown-recipe", "hinet.train", _train("--recipe", "nope", words=["--recipe", "'nope'"])),
+    MainRow("train-unknown-preset", "hinet.train", _train("--preset", "nope", words=["--preset", "'nope'"])),
+    MainRow("train-iters-0", "hinet.train", _train("--iters", "0", words=["--iters 0"])),
+    MainRow("train-iters-abc", "hinet.train", _train("--iters", "abc", words=["--iters", "'abc'"])),
+    MainRow("train-norm-ratio-abc", "hinet.train",
+            _train("--model-set", "norm_ratio=abc", words=["norm_ratio", "'abc'", "number"])),
+    MainRow("train-lr-abc", "hinet.train", _train("--recipe-set", "lr=abc", words=["Recipe.lr", "'abc'"])),
+    MainRow("train-seed-abc", "hinet.train", _train("--recipe-set", "seed=abc", words=["Recipe.seed", "integer"])),
+    MainRow("train-betas-one", "hinet.train", _train("--recipe-set", "betas=[0.9]", words=["Recipe.betas", "2"])),
+    MainRow("train-loss-foo", "hinet.train", _train("--recipe-set", "loss=foo", words=["Recipe.loss", "'foo'"])),
+    MainRow("train-lr-negative", "hinet.train", _train("--recipe-set", "lr=-1", words=["lr=-1", "Recipe.lr"])),
+    MainRow("train-csff-maybe", "hinet.train", _train("--model-set", "csff=maybe", words=["HINetConfig.csff"])),
+    MainRow("train-unknown-field", "hinet.train", _train("--model-set", "widht=4", words=["widht"])),
+    MainRow("train-frozen-preset", "hinet.train", _train("--recipe-set", "preset=gopro", words=["Recipe.preset"])),
+    MainRow("train-unknown-precision", "hinet.train", _train("--precision", "fp8", words=["--precision", "fp8"])),
+    MainRow("train-spec-not-json", "hinet.train", _train_spec("{not json", ["not a JSON run spec"])),
+    MainRow("train-spec-empty", "hinet.train", _train_spec("", ["not a JSON run spec"])),
+    MainRow("train-spec-bad-field", "hinet.train", _train_spec("bad-field", ["csff", "'no'"])),
+    MainRow("train-spec-not-a-spec", "hinet.train", _train_spec("[1, 2]", ["invalid run spec"])),
+    MainRow("train-spec-missing", "hinet.train",
+            lambda tmp: Bad(["--spec", str(tmp / "none.json"), "--run-dir", str(tmp / "r")], [str(tmp / "none.json")])),
+    MainRow("train-resume-corrupt-last.pth", "hinet.train", _train_resume("last.pth")),
+    MainRow("train-resume-corrupt-config.json", "hinet.train", _train_resume("config.json")),
+    *[MainRow(f"train-blocked{opt}", "hinet.train", _train_blocked(opt))
+      for opt in ("--run-dir", "--records", "--images-dir")],
+    MainRow("train-truncated-image-workers-2", "hinet.train", _train_truncated_image),
+]
+
+
+# ----------------------------------------------------------------------------------------------- ablate
+def _ablate(*extra: str, words: list[str]) -> Callable[[Path], Bad]:
+    def build(tmp: Path) -> Bad:
+        records = tmp / "results" / "records" / "x.jsonl"
+        return Bad(["--runs-dir", str(tmp / "runs"), "--records", str(records), "--no-progress", "--no-report",
+                    *extra], words, absent=[tmp / "runs", records])
+
+    return build
+
+
+ABLATE_ROWS = [
+    MainRow("ablate-unknown-family", "ablations.run", _ablate("--family", "nope", words=["--family", "'nope'"])),
+    MainRow("ablate-unknown-variants", "ablations.run",
+            _ablate("--family", "components", "--variants", "nope", words=["--variants", "'nope'"])),
+    MainRow("ablate-iters-0", "ablations.run", _ablate("--iters", "0", words=["--iters 0"])),
+    MainRow("ablate-unknown-recipe", "ablations.run", _ablate("--recipe", "fast", words=["--recipe", "'fast'"])),
+    MainRow("ablate-seeds-abc", "ablations.run", _ablate("--seeds", "abc", words=["--seeds", "'abc'"])),
+    MainRow("ablate-bad-gpus", "ablations.run", _ablate("--gpus", "zero", words=["--gpus", "zero"])),
+]
+
+
+# ------------------------------------------------------------------------------------------------- tune
+def _tune(*extra: str, words: list[str]) -> Callable[[Path], Bad]:
+    def build(tmp: Path) -> Bad:
+        return Bad(["--runs-dir", str(tmp / "runs"), "--results", str(tmp / "results"), "--storage",
+                    str(tmp / "study.log"), "--trials", "1", "--iters", "2", "--device", "cpu", *extra], words,
+                   absent=[tmp / "runs"])
+
+    return build
+
+
+def _tune_mismatch(tmp: Path) -> Bad:
+    from hinet import tune
+
+    storage = tmp / "study.log"
+    recipe = tune.base_recipe("sidd-proxy", 2)
+    space = tune.SearchSpace()
+    settings = {"recipe": recipe.to_dict(), "space": dataclasses.asdict(space), "data": None,
+                "train_seed": recipe.seed, "protocol": tune.objective_protocol(recipe.task)}
+    tune.load_study("s", tune.open_storage(str(storage)), settings=json.loads(json.dumps(settings)))
+    kept = storage.read_bytes()
+    bad = _tune("--study", "s", "--iters", "3", words=["'s'", "iters", "2", "3"])(tmp)
+    bad.keep.append(storage)
+    assert storage.read_bytes() == kept
+    return bad
+
+
+def _tune_results_blocked(tmp: Path) -> Bad:
+    (tmp / "results").write_text("mine")
+    return Bad(["--runs-dir", str(tmp / "runs"), "--results", str(tmp / "results"), "--trials", "1",
+                "--iters", "2", "--device", "cpu"], [str(tmp / "results")], keep=[tmp / "results"],
+               absent=[tmp / "runs"])
+
+
+TUNE_ROWS = [
+    MainRow("tune-unknown-recipe", "hinet.tune", _tune("--recipe", "nope", words=["--recipe", "'nope'"])),
+    MainRow("tune-iters-0", "hinet.tune", _tune("--iters", "0", words=["--iters", "0"])),
+    MainRow("tune-lr-reversed", "hinet.tune", _tune("--lr", "1e-2", "1e-3", words=["--lr", "low <= high"])),
+    MainRow("tune-lr-abc", "hinet.tune", _tune("--lr", "abc", "1", words=["--lr", "'abc'"])),
+    MainRow("tune-batch-0", "hinet.tune", _tune("--batch", "0", words=["--batch", "positive"])),
+    MainRow("tune-crop-odd", "hinet.tune", _tune("--crop", "33", words=["--crop", "multiples"])),
+    MainRow("tune-width-odd", "hinet.tune", _tune("--width", "7", words=["--width", "even"])),
+    MainRow("tune-norm-ratio-2", "hinet.tune", _tune("--norm-ratio", "2", words=["--norm-ratio", "[0, 1]"])),
+    MainRow("tune-unknown-loss", "hinet.tune", _tune("--loss", "foo", words=["--loss", "'foo'"])),
+    MainRow("tune-unknown-protocol", "hinet.tune", _tune("--protocol", "nope", words=["--protocol", "'nope'"])),
+    MainRow("tune-bad-storage", "hinet.tune", _tune("--storage", "study.txt", words=["--storage", "'study.txt'"])),
+    MainRow("tune-task-recipe-clash", "hinet.tune",
+            _tune("--task", "deblur", "--recipe", "sidd-proxy", words=["--recipe", "--task"])),
+    MainRow("tune-study-mismatch", "hinet.tune", _tune_mismatch),
+    MainRow("tune-report-only-missing-study", "hinet.tune",
+            _tune("--report-only", "--study", "none", words=["'none'", "study"])),
+    MainRow("tune-results-blocked", "hinet.tune", _tune_results_blocked),
+]
+
+
+# ------------------------------------------------------------------------------------------- benchmarks
+SYNTH = ["--synthetic-size", "16", "--synthetic-count", "1", "--no-progress"]
+
+
+def _bench_weights(how: str) -> Callable[[Path], Bad]:
+    def build(tmp: Path) -> Bad:
+        path = tmp / "w.pth"
+        if how == "nan":
+            _nan_weights(tmp)
+        elif how != "missing":
+            data = _tiny_checkpoint(path).read_bytes()
+            path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "random": os.urandom(512)}[how])
+        if how == "nan":
+            (tmp / "model.pth").rename(path)
+        return Bad([*SYNTH, "--weights", str(path), "--json", str(tmp / "out.json"), "--records",
+                    str(tmp / "records.jsonl")], [str(path)], absent=[tmp / "out.json", tmp / "records.jsonl"])
+
+    return build
+
+
+def _bench_blocked(option: str) -> Callable[[Path], Bad]:
+    def build(tmp: Path) -> Bad:
+        (tmp / "file").write_text("mine")
+        target = tmp / "file" / ("x.json" if option != "--save-images" else "images")
+        argv = [*SYNTH, option, str(target)]
+        if option != "--records":
+            argv += ["--records", str(tmp / "records.jsonl")]
+        return Bad(argv, [str(tmp / "file")], keep=[tmp / "file"], absent=[tmp / "records.jsonl"])
+
+    return build
+
+
+def _gopro_truncated(tmp: Path) -> Bad:
+    root = _gopro(tmp)
+    bad = root / "test" / "input" / "001.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    return Bad(["--data", str(tmp), "--no-verify", "--workers", "2", "--no-progress", "--no-records", "--json",
+                str(tmp / "out.json")], [str(bad), "cannot decode image"], absent=[tmp / "out.json"])
+
+
+def _gopro_truncated_verified(tmp: Path) -> Bad:
+    root = _gopro(tmp)
+    bad = root / "test" / "target" / "000.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    return Bad(["--data", str(tmp), "--no-records"], [str(bad)])  # progress bars on: none may stay on screen
+
+
+def _sidd_100_bytes(tmp: Path) -> Bad:
+    _sidd_mat("100-bytes")(tmp)
+    return Bad(["--data", str(tmp), "--no-progress", "--no-records"], [str(tmp / "ValidationGtBlocksSrgb.mat")])
+
+
+def _cuda_absent(tmp: Path) -> Bad:
+    return Bad([*SYNTH, "--device", "cuda", "--no-records"], ["--device", "cuda"])
+
+
+BENCH_ROWS = [
+    *[MainRow(f"{name}-weights-{how}", f"benchmarks.{name}", _bench_weights(how))
+      for name in ("sidd", "gopro", "rain13k") for how in ("truncated", "empty", "random", "nan", "missing")],
+    *[MainRow(f"gopro-blocked{opt}", "benchmarks.gopro", _bench_blocked(opt))
+      for opt in ("--json", "--records", "--save-images")],
+    MainRow("gopro-truncated-image-workers-2", "benchmarks.gopro", _gopro_truncated),
+    MainRow("gopro-truncated-target-verified", "benchmarks.gopro", _gopro_truncated_verified),
+    MainRow("sidd-mat-100-bytes", "benchmarks.sidd", _sidd_100_bytes),
+    MainRow("sidd-unknown-protocol", "benchmarks.sidd", lambda tmp: Bad([*SYNTH, "--protocol", "x"], ["--protocol"])),
+    MainRow("rain13k-limit-0", "benchmarks.rain13k", lambda tmp: Bad([*SYNTH, "--limit", "0"], ["--limit"])),
+    MainRow("gopro-missing-data", "benchmarks.gopro",
+            lambda tmp: Bad(["--data", str(tmp / "none"), "--no-records"], [str(tmp / "none")])),
+    *[MainRow(f"{name}-cuda-absent", f"benchmarks.{name}", _cuda_absent) for name in ("sidd", "gopro", "rain13k")],
+    MainRow("gopro-bad-device", "benchmarks.gopro", lambda tmp: Bad([*SYNTH, "--device", "gpu"], ["--device", "gpu"])),
+]
+
+
+# ----------------------------------------------------------------------------------------------- report
+def _report_records(tmp: Path, content: str) -> Path:
+    folder = tmp / "records"
+    folder.mkdir()
+    (folder / "r.jsonl").write_text(content)
+    return folder / "r.jsonl"
+
+
+def _report_corrupt(tmp: Path) -> Bad:
+    good = {"run_id": "r", "family": "components", "variant": "a", "dataset": "SIDD", "split": "val",
+            "protocol": "denoise/clamped", "metric": "psnr", "value": 30.0, "step": 1, "seed": 0}
+    path = _report_records(tmp, json.dumps(good) + "\n{broken\n")
+    return Bad(["--records", str(path.parent), "--out", str(tmp / "out")], [str(path), "line 2"],
+               absent=[tmp / "out"])
+
+
+def _report_out_blocked(tmp: Path) -> Bad:
+    (tmp / "out").write_text("mine")
+    path = _report_records(tmp, "")
+    return Bad(["--records", str(path.parent), "--out", str(tmp / "out")], [str(tmp / "out")], keep=[tmp / "out"])
+
+
+REPORT_ROWS = [
+    MainRow("report-corrupt-records", "hinet.report", _report_corrupt),
+    MainRow("report-missing-records", "hinet.report",
+            lambda tmp: Bad(["--records", str(tmp / "none"), "--out", str(tmp / "out")], [str(tmp / "none")],
+                            absent=[tmp / "out"])),
+    MainRow("report-out-blocked", "hinet.report", _report_out_blocked),
+]
+
+
+# ------------------------------------------------------------------------------- prepare, speed, hardware
+def _prepare_inproc(tmp: Path, out: Path, words: list[str], data: Path | None = None) -> Bad:
+    return Bad(_prepare_args(tmp, out, data)[2:], words)
+
+
+def _prepare_out_file(tmp: Path) -> Bad:
+    _gopro_train(tmp)
+    (tmp / "out").write_text("mine")
+    bad = _prepare_inproc(tmp, tmp / "out", [str(tmp / "out")])
+    bad.keep.append(tmp / "out")
+    return bad
+
+
+def _speed_blocked(tmp: Path) -> Bad:
+    (tmp / "file").write_text("mine")
+    return Bad(["--records", str(tmp / "file" / "speed.jsonl"), "-k", "nothing"], [str(tmp / "file")],
+               keep=[tmp / "file"])
+
+
+def _speed_records_folder(tmp: Path) -> Bad:
+    (tmp / "folder").mkdir()
+    return Bad(["--records", str(tmp / "folder"), "-k", "nothing"], [str(tmp / "folder")])
+
+
+OTHER_ROWS = [
+    MainRow("prepare-unknown-dataset", "hinet.data.prepare",
+            lambda tmp: Bad(["nope", "--data", str(tmp), "--out", str(tmp / "o")], ["'nope'"])),
+    MainRow("prepare-out-is-a-file", "hinet.data.prepare", _prepare_out_file),
+    MainRow("speed-records-blocked", "benchmarks.speed.runner", _speed_blocked),
+    MainRow("speed-records-is-a-folder", "benchmarks.speed.runner", _speed_records_folder),
+    MainRow("hardware-cuda-absent", "hinet.hardware", lambda tmp: Bad(["--device", "cuda"], ["--device", "cuda"])),
+    MainRow("hardware-bad-device", "hinet.hardware", lambda tmp: Bad(["--device", "gpu"], ["--device", "gpu"])),
+    MainRow("hardware-threads-0", "hinet.hardware", lambda tmp: Bad(["--threads", "0"], ["--threads 0"])),
+    MainRow("hardware-bad-shape", "hinet.hardware",
+            lambda tmp: Bad(["--roofline", "--shapes", "4y16"], ["--shapes", "4y16"])),
+]
+
+MAIN_ROWS = [*TRAIN_ROWS, *ABLATE_ROWS, *TUNE_ROWS, *BENCH_ROWS, *REPORT_ROWS, *OTHER_ROWS]
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """Rows run as on a machine without CUDA, wherever the suite runs."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+def _snapshot(paths: list[Path]) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in paths}
+
+
+@pytest.mark.parametrize("row", MAIN_ROWS, ids=[r.id for r in MAIN_ROWS])
+def test_main_rows(row: MainRow, tmp_path: Path, capsys, monkeypatch, no_cuda) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HINET_DEBUG", "")
+    bad = row.build(tmp_path)
+    kept = _snapshot(bad.keep)
+    main = _entry(row.command)
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            code = main(bad.argv)
+        except SystemExit as err:  # argparse
+            code = err.code
+    out = capsys.readouterr()
+    assert code == USAGE, (code, out.err)
+    _expect_one_line(out.err, bad.words)
+    assert not [str(w.message) for w in caught], "warnings on the way to a user error"
+    for path, data in kept.items():
+        assert path.read_bytes() == data, f"{path} changed"
+    for path in bad.absent:
+        assert not path.exists(), f"{path} written by a failed command"
+
+
+def test_study_mismatch_names_only_the_differing_fields(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = _tune_mismatch(tmp_path)
+    from hinet import tune
+
+    assert tune.command(bad.argv) == USAGE
+    line = _expect_one_line(capsys.readouterr().err, [])
+    for same in ("lr", "crop", "batch_size", "train_seed", "protocol", "width"):  # equal in both: not listed
+        assert f"{same}=" not in line and f"'{same}'" not in line, line
+    assert "recipe.total_iters" in line, line
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    from hinet.train import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["--run-dir", str(tmp_path / "r"), "--recipe", "nope", "--debug"]) == USAGE
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.strip().splitlines()[-1].startswith("hinet.train: error: --recipe 'nope'")
+
+
+# One real process per command: the real entry points (python -m ...), warnings and all.
+SUBPROCESS_ROWS = [
+    CliRow("train", lambda tmp: (["-m", "hinet.train", "--run-dir", str(tmp / "r"), "--recipe-set", "lr=-1"],
+                                 ["lr"])),
+    CliRow("train-argparse", lambda tmp: (["-m", "hinet.train", "--run-dir", "r", "--iters", "x"], ["--iters"])),
+    CliRow("ablate", lambda tmp: (["-m", "ablations", "--iters", "0", "--runs-dir", str(tmp / "runs")],
+                                  ["--iters 0"])),
+    CliRow("tune", lambda tmp: (["-m", "hinet.tune", "--width", "7", "--results", str(tmp / "res")], ["--width"])),
+    CliRow("benchmarks.sidd", lambda tmp: (["-m", "benchmarks.sidd", "--weights", str(tmp / "none.pth")],
+                                           [str(tmp / "none.pth")])),
+    CliRow("benchmarks.gopro", lambda tmp: (["-m", "benchmarks.gopro", "--limit", "0"], ["--limit"])),
+    CliRow("benchmarks.rain13k", lambda tmp: (["-m", "benchmarks.rain13k", "--data", str(tmp / "none")],
+                                              [str(tmp / "none")])),
+    CliRow("report", lambda tmp: (["-m", "hinet.report", "--records", str(tmp / "none")], [str(tmp / "none")])),
+    CliRow("speed", lambda tmp: (["-m", "benchmarks.speed", "--records", str(tmp)], [str(tmp)])),
+    CliRow("hardware", lambda tmp: (["-m", "hinet.hardware", "--threads", "0"], ["--threads"])),
+]
+
+
+@pytest.mark.parametrize("row", SUBPROCESS_ROWS, ids=[r.id for r in SUBPROCESS_ROWS])
+def test_entry_points(row: CliRow, tmp_path: Path) -> None:
+    argv, words = row.build(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HINET_DEBUG": "", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == USAGE, proc.stderr
+    _expect_one_line(proc.stderr, words)

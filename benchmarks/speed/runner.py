@@ -142,7 +142,7 @@ def run_pytest(pytest_args: list[str], json_path: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     from tabulate import tabulate
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0],
                                      allow_abbrev=False)
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS, help=f"JSONL to append to ({DEFAULT_RECORDS})")
     args, pytest_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)

@@ -235,7 +235,7 @@ def format_outputs() -> str:
 def main(argv: list[str] | None = None) -> None:
     """The command line (``python -m hinet.report``); prints the written paths. Errors propagate (see
     ``__main__`` for the one-line error wrapper)."""
-    parser = argparse.ArgumentParser(prog="python -m hinet.report",
+    parser = ArgumentParser(prog="python -m hinet.report",
                                      description="Rebuild results/tables and results/figures from records.")
     parser.add_argument("--records", default="results/records", help="JSONL file or folder (searched recursively)")
     parser.add_argument("--out", default="results", help="writes <out>/tables and <out>/figures")
