@@ -75,8 +75,11 @@ def _damaged_checkpoint(how: str) -> Callable[[Path], Case]:
             path.mkdir()
             return Case(lambda: hinet.load(path), [str(path), "folder"])
         data = _tiny_checkpoint(path).read_bytes()
-        path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "random": os.urandom(512)}[how])
-        words = {"truncated": "truncated or corrupt", "empty": "empty file", "random": "not a PyTorch checkpoint"}
+        garbage = {"truncated": data[: len(data) // 2], "empty": b"", "random": os.urandom(512),
+                   "not-utf8": b"\xf2" + bytes(range(256)) * 2}  # 0xf2 first: torch's legacy reader decodes it
+        path.write_bytes(garbage[how])
+        words = {"truncated": "truncated or corrupt", "empty": "empty file", "random": "not a PyTorch checkpoint",
+                 "not-utf8": "not a PyTorch checkpoint"}
         return Case(lambda: hinet.load(path), [str(path), words[how]])
 
     return build
@@ -200,7 +203,7 @@ def _metric_target_255(tmp: Path) -> Case:
 
 LIBRARY_ROWS = [
     *[Row(f"checkpoint-{how}", _damaged_checkpoint(how))
-      for how in ("missing", "directory", "truncated", "empty", "random")],
+      for how in ("missing", "directory", "truncated", "empty", "random", "not-utf8")],
     Row("checkpoint-stored-config", _stored_config),
     Row("checkpoint-nan-weights", _nan_weights),
     Row("checkpoint-resume-truncated", _resume_truncated),
@@ -618,17 +621,23 @@ def _report_records(tmp: Path, content: str) -> Path:
 
 
 def _report_corrupt(tmp: Path) -> Bad:
-    good = {"run_id": "r", "family": "components", "variant": "a", "dataset": "SIDD", "split": "val",
-            "protocol": "denoise/clamped", "metric": "psnr", "value": 30.0, "step": 1, "seed": 0}
-    path = _report_records(tmp, json.dumps(good) + "\n{broken\n")
-    return Bad(["--records", str(path.parent), "--out", str(tmp / "out")], [str(path), "line 2"],
+    from test_report import _rec
+
+    from hinet.records import append_records
+
+    path = tmp / "records" / "r.jsonl"
+    append_records(path, [_rec("r", "a", "val", "psnr", 30.0, 1, 0)])
+    with path.open("a") as fh:
+        fh.write('{"broken\n')
+    return Bad(["--records", str(path.parent), "--out", str(tmp / "out")], [f"{path}:2", "not a valid record line"],
                absent=[tmp / "out"])
 
 
 def _report_out_blocked(tmp: Path) -> Bad:
     (tmp / "out").write_text("mine")
     path = _report_records(tmp, "")
-    return Bad(["--records", str(path.parent), "--out", str(tmp / "out")], [str(tmp / "out")], keep=[tmp / "out"])
+    return Bad(["--records", str(path.parent), "--out", str(tmp / "out"), "--published", str(REPO / "results" /
+                "published")], [str(tmp / "out")], keep=[tmp / "out"])
 
 
 REPORT_ROWS = [

@@ -25,7 +25,6 @@ published numbers come from :mod:`hinet.published`. Records that feed no output 
 
 from __future__ import annotations
 
-import argparse
 import re
 import warnings
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import ArgumentParser, run_command
 from ..published import PUBLISHED_COLUMNS, PUBLISHED_DIR, load_published, paper_points
 from ..records import read_records
 from .figures import (
@@ -249,3 +249,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     for path in build_report(args.records, args.out, args.published, args.images):
         print(path)
+
+
+def command(argv: list[str] | None = None) -> int:
+    """``python -m hinet.report``: :func:`main` with user errors as one line on stderr and exit code 2."""
+    return run_command("hinet.report", lambda: main(argv), argv)
