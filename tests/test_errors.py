@@ -32,8 +32,9 @@ from test_data_sidd import save_mat_v73
 
 import hinet
 from hinet.checkpoint import FORMAT, atomic_save, load_training_state
-from hinet.config import PRESETS, scaled
+from hinet.config import PRESETS, HINetConfig, scaled
 from hinet.errors import USAGE, USER_ERRORS, run_command
+from hinet.recipes import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = scaled(PRESETS["sidd-1x"], width=4, depth=2)
@@ -56,7 +57,6 @@ class Row:
 class CliRow:
     id: str
     build: Callable[[Path], tuple[list[str], list[str]]]  # -> (argv after the interpreter, words)
-    skip_as_root: bool = False  # permission rows mean nothing to root
 
 
 # ------------------------------------------------------------------------------------------- builders
@@ -76,10 +76,10 @@ def _damaged_checkpoint(how: str) -> Callable[[Path], Case]:
             return Case(lambda: hinet.load(path), [str(path), "folder"])
         data = _tiny_checkpoint(path).read_bytes()
         garbage = {"truncated": data[: len(data) // 2], "empty": b"", "random": os.urandom(512),
-                   "not-utf8": b"\xf2" + bytes(range(256)) * 2}  # 0xf2 first: torch's legacy reader decodes it
+                   "not-utf8": b"cN\x10\xc8\n" + bytes(500)}  # GLOBAL opcode, a name that is not UTF-8
         path.write_bytes(garbage[how])
         words = {"truncated": "truncated or corrupt", "empty": "empty file", "random": "not a PyTorch checkpoint",
-                 "not-utf8": "not a PyTorch checkpoint"}
+                 "not-utf8": "neither a zip archive nor a pickle"}
         return Case(lambda: hinet.load(path), [str(path), words[how]])
 
     return build
@@ -282,28 +282,15 @@ def _prepare_corrupt_image(tmp: Path):
     return _prepare_args(tmp, tmp / "out"), [str(bad), "cannot decode image"]
 
 
-CLI_ROWS = [
-    CliRow("prepare-missing-data", _prepare_missing_data),
-    CliRow("prepare-nonempty-out", _prepare_nonempty_out),
-    CliRow("prepare-out-under-a-file", _prepare_out_under_a_file),
-    CliRow("prepare-read-only-out", _prepare_read_only_out, skip_as_root=True),
-    CliRow("prepare-corrupt-image", _prepare_corrupt_image),
-]
-
-
-@pytest.mark.parametrize("row", CLI_ROWS, ids=[r.id for r in CLI_ROWS])
-def test_command_rows(row: CliRow, tmp_path: Path) -> None:
-    if row.skip_as_root and hasattr(os, "geteuid") and os.geteuid() == 0:
-        pytest.skip("root ignores permissions")
-    argv, words = row.build(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HINET_DEBUG": ""}
-    proc = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-    assert proc.returncode == USAGE, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1 and ": error: " in lines[0], proc.stderr
-    missing = [w for w in words if w not in lines[0]]
-    assert not missing, (missing, lines[0])
+# (argv after the interpreter, words) of `python -m hinet.data.prepare`; run in process by test_main_rows
+PREPARE_CASES = {
+    "prepare-missing-data": _prepare_missing_data,
+    "prepare-nonempty-out": _prepare_nonempty_out,
+    "prepare-out-under-a-file": _prepare_out_under_a_file,
+    "prepare-read-only-out": _prepare_read_only_out,
+    "prepare-corrupt-image": _prepare_corrupt_image,
+}
+AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def test_one_line_unwraps_a_multi_line_message_from_a_worker():
@@ -673,7 +660,17 @@ def _speed_records_folder(tmp: Path) -> Bad:
     return Bad(["--records", str(tmp / "folder"), "-k", "nothing"], [str(tmp / "folder")])
 
 
+def _prepare_case(build: Callable[[Path], tuple[list[str], list[str]]]) -> Callable[[Path], Bad]:
+    def wrapped(tmp: Path) -> Bad:
+        argv, words = build(tmp)
+        return Bad(argv[2:], words, absent=[tmp / "out" / "input_crops"])
+
+    return wrapped
+
+
 OTHER_ROWS = [
+    *[MainRow(name, "hinet.data.prepare", _prepare_case(build)) for name, build in PREPARE_CASES.items()
+      if not (AS_ROOT and name == "prepare-read-only-out")],  # root ignores permissions
     MainRow("prepare-unknown-dataset", "hinet.data.prepare",
             lambda tmp: Bad(["nope", "--data", str(tmp), "--out", str(tmp / "o")], ["'nope'"])),
     MainRow("prepare-out-is-a-file", "hinet.data.prepare", _prepare_out_file),
@@ -749,18 +746,15 @@ def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
 SUBPROCESS_ROWS = [
     CliRow("train", lambda tmp: (["-m", "hinet.train", "--run-dir", str(tmp / "r"), "--recipe-set", "lr=-1"],
                                  ["lr"])),
-    CliRow("train-argparse", lambda tmp: (["-m", "hinet.train", "--run-dir", "r", "--iters", "x"], ["--iters"])),
     CliRow("ablate", lambda tmp: (["-m", "ablations", "--iters", "0", "--runs-dir", str(tmp / "runs")],
                                   ["--iters 0"])),
     CliRow("tune", lambda tmp: (["-m", "hinet.tune", "--width", "7", "--results", str(tmp / "res")], ["--width"])),
     CliRow("benchmarks.sidd", lambda tmp: (["-m", "benchmarks.sidd", "--weights", str(tmp / "none.pth")],
                                            [str(tmp / "none.pth")])),
-    CliRow("benchmarks.gopro", lambda tmp: (["-m", "benchmarks.gopro", "--limit", "0"], ["--limit"])),
-    CliRow("benchmarks.rain13k", lambda tmp: (["-m", "benchmarks.rain13k", "--data", str(tmp / "none")],
-                                              [str(tmp / "none")])),
     CliRow("report", lambda tmp: (["-m", "hinet.report", "--records", str(tmp / "none")], [str(tmp / "none")])),
     CliRow("speed", lambda tmp: (["-m", "benchmarks.speed", "--records", str(tmp)], [str(tmp)])),
     CliRow("hardware", lambda tmp: (["-m", "hinet.hardware", "--threads", "0"], ["--threads"])),
+    CliRow("prepare", _prepare_corrupt_image),
 ]
 
 
@@ -771,3 +765,74 @@ def test_entry_points(row: CliRow, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == USAGE, proc.stderr
     _expect_one_line(proc.stderr, words)
+
+
+# ------------------------------------------------------------------------------------------ bool overrides
+def _bool_fields(cls: type) -> list[str]:
+    from hinet.fields import field_types
+
+    return [name for name, hint in field_types(cls).items() if hint is bool]
+
+
+def _spellings() -> list[tuple[str, bool]]:
+    """Every accepted word in three spellings (lower, upper, padded title case) with its meaning."""
+    from hinet.fields import FALSE_WORDS, TRUE_WORDS
+
+    words = [(w, True) for w in TRUE_WORDS] + [(w, False) for w in FALSE_WORDS]
+    return [(s, meaning) for w, meaning in words for s in (w, w.upper(), f" {w.title()} ")]
+
+
+BOOL_CASES = [(cls.__name__, name, word, meaning) for cls in (HINetConfig, Recipe) for name in _bool_fields(cls)
+              for word, meaning in _spellings()]
+
+
+def test_the_bool_fields_are_the_expected_ones():
+    assert set(_bool_fields(HINetConfig)) >= {"csff", "sam"} and "proxy" in _bool_fields(Recipe)
+
+
+@pytest.mark.parametrize(("cls", "name", "word", "meaning"), BOOL_CASES,
+                         ids=[f"{c}.{n}={w.strip()}{'_' if w != w.strip() else ''}" for c, n, w, _ in BOOL_CASES])
+def test_bool_override_means_what_it_says(cls, name, word, meaning):
+    """Every accepted word gives the field its meaning, both from the opposite value and from the same one; for
+    csff and sam the built network has (or lacks) the modules, and the stored spec keeps the bool."""
+    from hinet.fields import apply_overrides
+    from hinet.recipes import recipe
+
+    base = TINY if cls == "HINetConfig" else recipe("sidd-proxy")
+    flag = "--model-set" if cls == "HINetConfig" else "--recipe-set"
+    for start in (True, False):
+        obj = dataclasses.replace(base, **{name: start})
+        got = apply_overrides(obj, [f"{name}={word}"], flag)
+        assert getattr(got, name) is meaning, (start, word)
+        assert json.loads(json.dumps(got.to_dict()))[name] is meaning  # what a run's config.json stores
+        if isinstance(got, HINetConfig):
+            assert HINetConfig.from_dict(got.to_dict()) == got
+    if name in ("csff", "sam"):
+        names = [n for n, _ in hinet.HINet(got).named_modules()]
+        marker = {"csff": "csff_enc", "sam": "sams"}[name]
+        assert any(marker in n for n in names) is meaning, (name, word)
+
+
+@pytest.mark.parametrize("word", ["maybe", "2", "", "truee", "none", "-1", "t", "nein"])
+def test_other_words_are_refused_naming_the_field(word):
+    from hinet.fields import apply_overrides
+
+    for name in _bool_fields(type(TINY)):
+        with pytest.raises(ValueError, match=rf"HINetConfig\.{name}"):
+            apply_overrides(TINY, [f"{name}={word}"], "--model-set")
+
+
+@pytest.mark.parametrize("word", ["no", "OFF", "0", "yes"])
+def test_bool_override_through_the_trainer_command_line(word, tmp_path):
+    """``--model-set csff=<word> --model-set sam=<word>`` builds the run spec and network the word means."""
+    from hinet.fields import TRUE_WORDS
+    from hinet.train import build_parser, resolve_spec
+
+    meaning = word.lower() in TRUE_WORDS
+    spec = resolve_spec(build_parser().parse_args(["--run-dir", str(tmp_path), *TRAIN_FAST, "--model-set",
+                                                   f"csff={word}", "--model-set", f"sam={word}"]))
+    assert spec.model.csff is meaning and spec.model.sam is meaning
+    stored = json.loads(json.dumps(spec.to_dict()))
+    assert stored["model"]["csff"] is meaning and stored["model"]["sam"] is meaning
+    names = [n for n, _ in hinet.HINet(spec.model).named_modules()]
+    assert any("csff_enc" in n for n in names) is meaning and any("sams" in n for n in names) is meaning
