@@ -107,6 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(a: argparse.Namespace) -> int:
+    for flag, value, least in (("--parallel", a.parallel, 1), ("--gpus-per-run", a.gpus_per_run, 1),
+                               ("--loader-workers", a.loader_workers, 0), ("--images", a.images, 0),
+                               ("--slurm-time", a.slurm_time, 1)):
+        if value is not None and value < least:
+            raise UserError(f"{flag} {value}: expected a number >= {least}")
     dataset = a.dataset or TASKS[family(a.family).TASK].dataset
     records = Path(a.records or f"results/records/{a.family}.jsonl")
     gpus = parse_gpus(a.gpus)

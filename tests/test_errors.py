@@ -447,6 +447,9 @@ TRAIN_ROWS = [
     MainRow("train-resume-corrupt-config.json", "hinet.train", _train_resume("config.json")),
     *[MainRow(f"train-blocked{opt}", "hinet.train", _train_blocked(opt))
       for opt in ("--run-dir", "--records", "--images-dir")],
+    *[MainRow(f"train{flag}-{value}", "hinet.train", _train(flag, value, words=[f"{flag} {value}"]))
+      for flag, value in (("--workers", "-1"), ("--ckpt-every", "0"), ("--micro-batch", "0"),
+                          ("--images-limit", "-1"))],
     MainRow("train-truncated-image-workers-2", "hinet.train", _train_truncated_image),
 ]
 
@@ -468,6 +471,9 @@ ABLATE_ROWS = [
     MainRow("ablate-iters-0", "ablations.run", _ablate("--iters", "0", words=["--iters 0"])),
     MainRow("ablate-unknown-recipe", "ablations.run", _ablate("--recipe", "fast", words=["--recipe", "'fast'"])),
     MainRow("ablate-seeds-abc", "ablations.run", _ablate("--seeds", "abc", words=["--seeds", "'abc'"])),
+    *[MainRow(f"ablate{flag}-{value}", "ablations.run", _ablate(flag, value, words=[f"{flag} {value}"]))
+      for flag, value in (("--parallel", "0"), ("--gpus-per-run", "0"), ("--loader-workers", "-1"),
+                          ("--images", "-1"))],
     MainRow("ablate-bad-gpus", "ablations.run", _ablate("--gpus", "zero", words=["--gpus", "zero"])),
 ]
 
@@ -509,6 +515,9 @@ TUNE_ROWS = [
     MainRow("tune-unknown-recipe", "hinet.tune", _tune("--recipe", "nope", words=["--recipe", "'nope'"])),
     MainRow("tune-iters-0", "hinet.tune", _tune("--iters", "0", words=["--iters", "0"])),
     MainRow("tune-lr-reversed", "hinet.tune", _tune("--lr", "1e-2", "1e-3", words=["--lr", "low <= high"])),
+    MainRow("tune-lr-zero", "hinet.tune", _tune("--lr", "0", "1e-3", words=["--lr", "0 < low"])),
+    *[MainRow(f"tune{flag}-0", "hinet.tune", _tune(flag, "0", words=[f"{flag} 0"]))
+      for flag in ("--trials", "--total-trials", "--threads")],
     MainRow("tune-lr-abc", "hinet.tune", _tune("--lr", "abc", "1", words=["--lr", "'abc'"])),
     MainRow("tune-batch-0", "hinet.tune", _tune("--batch", "0", words=["--batch", "positive"])),
     MainRow("tune-crop-odd", "hinet.tune", _tune("--crop", "33", words=["--crop", "multiples"])),
