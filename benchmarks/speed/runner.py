@@ -150,7 +150,7 @@ def check_records_path(path: Path) -> None:
 
 def command(argv: list[str] | None = None) -> int:
     """``python -m benchmarks.speed``: :func:`main` with user errors as one line and exit code 2."""
-    return run_command("benchmarks.speed", lambda: main(argv), [] if argv is None else argv)
+    return run_command("python -m benchmarks.speed", lambda: main(argv), [] if argv is None else argv)
 
 
 def main(argv: list[str] | None = None) -> int:

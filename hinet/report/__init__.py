@@ -253,4 +253,4 @@ def main(argv: list[str] | None = None) -> None:
 
 def command(argv: list[str] | None = None) -> int:
     """``python -m hinet.report``: :func:`main` with user errors as one line on stderr and exit code 2."""
-    return run_command("hinet.report", lambda: main(argv), argv)
+    return run_command("python -m hinet.report", lambda: main(argv), argv)
