@@ -767,11 +767,27 @@ SUBPROCESS_ROWS = [
 ]
 
 
-@pytest.mark.parametrize("row", SUBPROCESS_ROWS, ids=[r.id for r in SUBPROCESS_ROWS])
-def test_entry_points(row: CliRow, tmp_path: Path) -> None:
-    argv, words = row.build(tmp_path)
+@pytest.fixture(scope="module")
+def entry_point_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, list[str]]]:
+    """Every SUBPROCESS_ROWS command started at once (each mostly waits on its imports), then collected."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HINET_DEBUG": "", "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, *argv], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    started = {}
+    for row in SUBPROCESS_ROWS:
+        tmp = tmp_path_factory.mktemp(row.id)
+        argv, words = row.build(tmp)
+        proc = subprocess.Popen([sys.executable, *argv], cwd=tmp, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        started[row.id] = (proc, argv, words)
+    done = {}
+    for name, (proc, argv, words) in started.items():
+        out, err = proc.communicate(timeout=300)
+        done[name] = (subprocess.CompletedProcess(argv, proc.returncode, out, err), words)
+    return done
+
+
+@pytest.mark.parametrize("row", SUBPROCESS_ROWS, ids=[r.id for r in SUBPROCESS_ROWS])
+def test_entry_points(row: CliRow, entry_point_runs) -> None:
+    proc, words = entry_point_runs[row.id]
     assert proc.returncode == USAGE, proc.stderr
     _expect_one_line(proc.stderr, words)
 
