@@ -69,6 +69,18 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def clear_progress_bars() -> None:
+    """Close every tqdm bar still open (a command stopped mid-loop), erasing it from the terminal, so that
+    the error line is the only thing left on screen. Does nothing when tqdm was never imported."""
+    if "tqdm" not in sys.modules:
+        return
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.leave = False
+        bar.close()
+
+
 def run_command(prog: str, body: Callable[[], int | None], argv: list[str] | None = None) -> int:
     """Run a command's ``body``; user errors become ``<prog>: error: <one line>`` and exit code 2.
 
@@ -78,11 +90,13 @@ def run_command(prog: str, body: Callable[[], int | None], argv: list[str] | Non
     try:
         code = body()
     except KeyboardInterrupt:
+        clear_progress_bars()
         print(f"{prog}: interrupted", file=sys.stderr)
         return INTERRUPTED
     except SystemExit:
         raise
     except USER_ERRORS as err:
+        clear_progress_bars()
         if debug_requested(argv):
             traceback.print_exc()
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)

@@ -5,9 +5,13 @@ call, the words its message must contain, and files that must be left intact. Th
 exception is a user error (``hinet.errors.USER_ERRORS``), that ``run_command`` turns it into exit code 2 and one
 line on stderr containing every word, and that the kept files did not change.
 
-Command rows (:data:`CLI_ROWS`): ``build(tmp_path)`` returns the ``python -m ...`` arguments and the words; the
-runner starts the command in a subprocess (cwd = tmp_path) and checks exit code 2, one line on stderr holding the
-words, and no traceback. To cover another command, append a row.
+Command rows (:data:`MAIN_ROWS`, one group per command: train, ablate, tune, the three benchmarks, report,
+prepare, speed, hardware): ``build(tmp_path)`` writes the bad input and returns a :class:`Bad` -- the argv, the
+words, files that must survive byte for byte and paths that must not exist afterwards. The runner calls the
+command's ``main(argv)`` (or ``command(argv)``) in process and checks exit code 2, exactly one visible line on
+stderr of the form ``<command>: error: ...`` holding the words (no usage block, no progress bar left on screen,
+no traceback) and no Python warning on the way. :data:`SUBPROCESS_ROWS` start one real ``python -m ...`` per
+command, all at once, so that the entry points are covered too. To cover another mistake, append a row.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import dataclasses
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -342,7 +347,8 @@ def _entry(command: str) -> Callable[[list[str]], int]:
 def _expect_one_line(stderr: str, words: list[str]) -> str:
     assert "Traceback" not in stderr, stderr
     lines = visible_lines(stderr)
-    assert len(lines) == 1 and ": error: " in lines[0], stderr
+    # starts with "<command>: error: ", nothing before it (a progress bar left on the line would be)
+    assert len(lines) == 1 and re.match(r"[\w. -]+: error: ", lines[0]), stderr
     missing = [w for w in words if w not in lines[0]]
     assert not missing, (missing, lines[0])
     return lines[0]
@@ -417,7 +423,7 @@ def _train_truncated_image(tmp: Path) -> Bad:
     bad.write_bytes(bad.read_bytes()[:60])
     argv = ["--run-dir", str(tmp / "run"), "--recipe", "gopro-proxy", "--data", str(data), "--iters", "2",
             "--model-set", "width=4", "--recipe-set", "crop=16", "--recipe-set", "batch_size=2",
-            "--recipe-set", "val_limit=1", "--no-verify", "--workers", "2", "--no-progress", "--no-tensorboard"]
+            "--recipe-set", "val_limit=1", "--no-verify", "--workers", "2", "--no-tensorboard"]  # bar on screen
     return Bad(argv, [str(bad), "cannot decode image"])
 
 
@@ -571,7 +577,7 @@ def _gopro_truncated(tmp: Path) -> Bad:
     root = _gopro(tmp)
     bad = root / "test" / "input" / "001.png"
     bad.write_bytes(bad.read_bytes()[:60])
-    return Bad(["--data", str(tmp), "--no-verify", "--workers", "2", "--no-progress", "--no-records", "--json",
+    return Bad(["--data", str(tmp), "--no-verify", "--workers", "2", "--no-records", "--json",
                 str(tmp / "out.json")], [str(bad), "cannot decode image"], absent=[tmp / "out.json"])
 
 
