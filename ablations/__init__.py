@@ -1,12 +1,13 @@
 """Declarative ablation families. Each module defines ``TASK`` (the dataset it is meant for), ``BASE``
-(a published preset) and ``VARIANTS`` (name -> config, each the base with one field replaced).
+(a published preset) and ``VARIANTS`` (name -> config, each the base with one field replaced); a family that
+compares test-time treatments of one network instead defines ``evaluations(crop)`` (see ``test_time``).
 Variant names are join keys in the results: never rename one once results exist.
 
 ``FAMILIES`` is written out by hand on purpose (no folder scanning)."""
 
-from . import components, hin_position, normalization, scale
+from . import components, hin_position, normalization, scale, test_time
 
-FAMILIES = {m.__name__.rsplit(".", 1)[-1]: m for m in (components, normalization, hin_position, scale)}
+FAMILIES = {m.__name__.rsplit(".", 1)[-1]: m for m in (components, normalization, hin_position, scale, test_time)}
 
 
 def family(name: str):

@@ -473,9 +473,14 @@ def seeds_needed(components: VarianceComponents, delta: float, alpha: float = 0.
 
 
 # ------------------------------------------------------------------------------------------- verdicts
-def _fmt(x: float) -> str:
-    text = f"{x:.2f}"
-    return "0.00" if text == "-0.00" else text
+def _fmt(x: float, digits: int = 2) -> str:
+    text = f"{x:.{digits}f}"
+    return text.lstrip("-") if float(text) == 0 else text
+
+
+def _digits(delta: float) -> int:
+    """Decimals that resolve the margin: 2 for 0.1 dB, 4 for an SSIM margin of 0.002."""
+    return max(2, 1 - math.floor(math.log10(delta))) if delta > 0 and math.isfinite(delta) else 2
 
 
 def _fmt_p(p: float) -> str:
@@ -487,17 +492,18 @@ def verdict_text(difference: float, ci_low: float, ci_high: float, p_holm: float
                  unit: str = "dB", higher_is_better: bool = True, power: float = 0.8) -> str:
     """The verdict in words (see the module docstring); ``needed`` is :func:`seeds_needed` for ``delta``."""
     u = f" {unit}" if unit else ""
+    k = _digits(delta)
     if significant:
         worse = (difference < 0) == higher_is_better
         lo, hi = (-ci_high, -ci_low) if difference < 0 else (ci_low, ci_high)
-        text = (f"{'costs' if worse else 'gains'} {_fmt(abs(difference))}{u} [{_fmt(lo)}, {_fmt(hi)}] "
+        text = (f"{'costs' if worse else 'gains'} {_fmt(abs(difference), k)}{u} [{_fmt(lo, k)}, {_fmt(hi, k)}] "
                 f"(Holm p {_fmt_p(p_holm)})")
         return text + (f"; within the ±{delta:g}{u} margin" if equivalent else "")
     if equivalent:
         return f"equivalent within ±{delta:g}{u} (TOST p {_fmt_p(tost_p)})"
     if n_seeds < 2 or not np.isfinite(ci_low):
         return f"inconclusive: {n_seeds} paired seed(s), at least 2 needed"
-    detail = f"{difference:+.2f}{u} [{_fmt(ci_low)}, {_fmt(ci_high)}]"
+    detail = f"{difference:+.{k}f}{u} [{_fmt(ci_low, k)}, {_fmt(ci_high, k)}]"
     if math.isinf(needed):
         return f"inconclusive: more seeds cannot resolve ±{delta:g}{u} with these images ({detail})"
     if needed > n_seeds:

@@ -6,9 +6,15 @@ instance normalisation; between consecutive stages a supervised attention module
 stage's restored image and gates the features handed on, and cross-stage feature fusion (CSFF) adds
 the previous stage's encoder and decoder features into the next stage's encoder. Every stage output
 is residual on the input image. ``forward`` returns the list of stage outputs, the last one final.
+
+``HINet.reset_parameters(seed)`` re-initialises every module from a generator seeded by (seed, the module's
+qualified name), so that two variants of an ablation start with the same weights in every module they share
+(common random numbers: the paired differences then carry less initialisation noise).
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 from torch import nn
@@ -81,6 +87,26 @@ class HINet(nn.Module):
         self.fuses = nn.ModuleList(nn.Conv2d(2 * cfg.width, cfg.width, kernel_size=1) for _ in between)
         self.head = conv3x3(cfg.width, cfg.in_channels)  # official ``last``
 
+    def reset_parameters(self, seed: int) -> HINet:
+        """Re-initialise every module that has ``reset_parameters`` (convolutions here; the normalisation
+        weights are constants) with torch's own default distributions, drawing from the CPU generator seeded by
+        :func:`module_seed` of (``seed``, the module's qualified name, e.g. ``stages.1.encoder.0.conv_1``);
+        modules in ``named_modules`` order. A module of the same name and shape thus gets the same weights in
+        every configuration, whatever other modules exist. The global RNG state is left as it was. Call it on
+        CPU parameters (before ``.to(device)``). Returns the model itself (chainable, like ``.to``)."""
+        for name, module in self.named_modules():
+            reset = getattr(module, "reset_parameters", None)
+            if module is self or not callable(reset):
+                continue
+            on_cpu = all(p.device.type == "cpu" for p in module.parameters(recurse=False))
+            if not on_cpu:
+                raise ValueError(f"HINet.reset_parameters: module {name!r} is not on the CPU; call it before "
+                                 "moving the model to a device")
+            with torch.random.fork_rng(devices=[]):  # restores the CPU generator afterwards
+                torch.default_generator.manual_seed(module_seed(seed, name))
+                reset()
+        return self
+
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         h, w = image.shape[-2:]
         x_img = pad_to_multiple(image, self.cfg.multiple)
@@ -100,6 +126,13 @@ class HINet(nn.Module):
                 outputs.append(self.aux_heads[s](feats) + x_img)
             prev = (encs, decs)
         return [out[..., :h, :w] for out in outputs]
+
+
+def module_seed(seed: int, name: str) -> int:
+    """A 63-bit generator seed from a run seed (any int) and a module's qualified name (stable across processes
+    and Python versions: BLAKE2b of ``"<seed>/<name>"``)."""
+    digest = hashlib.blake2b(f"{int(seed)}/{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -118,6 +118,22 @@ def with_tlc(proto: Protocol, base_size: int | None = 384, train_size: int = 256
     return replace(proto, name=f"{base_name}+tlc{base_size}-{train_size}", tlc=(base_size, train_size))
 
 
+def parse_protocol(text: str) -> Protocol:
+    """A protocol from its name with optional modifiers: ``<task>/<name>[@<tile>][+tlc<base>-<train>]``,
+    e.g. ``deblur/official@64`` (the official grid with 64-pixel tiles) or ``deblur/full+tlc96-64``."""
+    m = re.fullmatch(r"(\w+)/(\w+)(?:@(\d+))?(?:\+tlc(\d+)-(\d+))?", text.strip())
+    if not m:
+        raise ValueError(f"protocol {text!r}: expected <task>/<name>[@<tile>][+tlc<base>-<train>]")
+    proto = protocol(m[1], m[2])
+    if m[3] is not None:
+        if not proto.tiled:
+            raise ValueError(f"protocol {text!r}: @<tile> applies to tiled protocols only")
+        proto = replace(proto, tile=int(m[3]), name=f"{proto.name}@{int(m[3])}")
+    if m[4] is not None:
+        proto = with_tlc(proto, int(m[4]), int(m[5]))
+    return proto
+
+
 _TILED = dict(tiled=True, quantize=True)
 PROTOCOLS: dict[str, dict[str, Protocol]] = {
     "denoise": {

@@ -1,9 +1,11 @@
 """Opt-in fast paths for inference and training steps. The defaults elsewhere never change.
 
-What each switch does, measured with ``torch.profiler`` and interleaved timing on a shared 2-core AMD EPYC
-(AVX512-BF16) with torch 2.14, HINet width 32 at 256x256 (eager fp32 ~280-320 ms; ``nox -s bench`` re-measures).
-The 2-core AMD EPYC CI machine reported only AVX2 on 2026-12-01 (``python -m hinet.hardware``): state
-:func:`hinet.hardware.describe` with every figure, the bf16 ones above all:
+The figures in this list were measured on an **AVX-512-BF16 machine** (a shared 2-core AMD EPYC with
+avx512_bf16, torch 2.14, HINet width 32 at 256x256, eager fp32 ~280-320 ms; 2026-11-24, an
+earlier commit) with ``torch.profiler`` and interleaved timing. The 2-core AMD EPYC the suite runs on
+since 2026-12-01 is AVX2-only (``python -m hinet.hardware``); its figures are in the README's "Speed"
+section, and ``nox -s bench`` re-measures. State :func:`hinet.hardware.describe` with every figure, the
+bf16 ones above all:
 
 * convolutions (oneDNN) are ~70% of the eager forward and ~80% of the fast one, so fp32 eager switches can
   only remove the rest: together they give ~1.2-1.27x; ``compile`` ~1.4x; bfloat16 ~2.2-2.5x.
@@ -57,7 +59,6 @@ __all__ = [
     "FastPathUnavailableError",
     "InferenceRunner",
     "fast_train_setup",
-    "make_train_step",
     "optimize_for_inference",
     "set_fused_norm",
     "set_inplace_activations",
@@ -213,21 +214,17 @@ def optimize_for_inference(model: nn.Module, *, channels_last: bool = True, fuse
 
 # ------------------------------------------------------------------------------------------------- training
 def fast_train_setup(model: nn.Module, *, channels_last: bool = True, fused_norm: bool = True,
-                     inplace_act: bool = True, compile: bool = False, dtype: torch.dtype | str | None = None,
-                     precision_policy: str = "warn") -> nn.Module:
+                     inplace_act: bool = True, compile: bool = False) -> nn.Module:
     """Prepare ``model`` (in place: the optimiser must see its parameters) for fast training steps.
 
     Switches as in :func:`optimize_for_inference` (fused norm, in-place activations, channels_last; all exact
     up to float rounding, gradients included). Returns the module to call in the step: ``model`` itself, or
-    its ``torch.compile`` wrapper (sharing the parameters). Feed it batches made channels_last when
-    ``channels_last`` (see :func:`make_train_step`).
-
-    ``dtype``/``precision_policy`` as in :func:`optimize_for_inference`, decided here, before any step: the
-    effective autocast dtype (None = fp32) is stored as ``model.autocast_dtype`` and is what
-    :func:`make_train_step` uses for this module when it is given no ``dtype`` of its own.
+    its ``torch.compile`` wrapper (sharing the parameters). The step is :class:`hinet.step.TrainStep` (the
+    one ``hinet.train`` runs), built with ``channels_last=`` the same value so that its batches are made
+    NHWC too, and with a precision the caller has resolved for the device
+    (:func:`hinet.hardware.resolve_precision`).
     """
     device = next(model.parameters()).device
-    model.autocast_dtype = _resolve_dtype(dtype, device, precision_policy)
     if fused_norm:
         set_fused_norm(model, True)
     if inplace_act:
@@ -236,39 +233,5 @@ def fast_train_setup(model: nn.Module, *, channels_last: bool = True, fused_norm
         model.to(memory_format=torch.channels_last)
     if compile:
         _check_compiler(device)
-        return torch.compile(model, dynamic=False)  # reads model.autocast_dtype through to the module
+        return torch.compile(model, dynamic=False)
     return model
-
-
-def make_train_step(net: Callable[[torch.Tensor], Sequence[torch.Tensor]], criterion: nn.Module,
-                    optimizer: torch.optim.Optimizer, *, grad_clip: float, channels_last: bool = False,
-                    dtype: torch.dtype | str | None = None,
-                    precision_policy: str = "warn") -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """One optimiser step as in ``hinet.train``: forward, multi-stage loss, backward, global-norm clip, step.
-
-    ``step(degraded, clean)`` takes NCHW RGB [0, 1] batches and returns the detached loss tensor (no host
-    sync). The parameters clipped are those of ``optimizer``. ``dtype``/``precision_policy`` as in
-    :func:`optimize_for_inference`; without ``dtype``, the one :func:`fast_train_setup` chose for ``net``
-    (``net.autocast_dtype``), else fp32. The dtype that runs is ``step.dtype`` (None = fp32).
-    """
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    device = params[0].device
-    if dtype is None:
-        amp = getattr(net, "autocast_dtype", None)
-    else:
-        amp = _resolve_dtype(dtype, device, precision_policy)
-
-    def step(degraded: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            degraded = degraded.contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast(device.type, dtype=amp) if amp is not None else nullcontext()
-        with autocast:
-            loss = criterion(net(degraded), clean)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    step.dtype = amp
-    return step

@@ -280,6 +280,13 @@ def _check_json(value: Any, hint: Any, vocabulary: tuple[str, ...] | None) -> An
         ok = isinstance(value, str) and (vocabulary is None or value in vocabulary)
     elif origin is typing.Literal:
         ok = value in args
+    elif origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length
+        ok = isinstance(value, (list, tuple))
+        if ok:
+            try:
+                value = tuple(_check_json(v, args[0], None) for v in value)
+            except _BadValue:
+                ok = False
     elif origin is tuple:
         ok = isinstance(value, (list, tuple)) and len(value) == len(args)
         if ok:

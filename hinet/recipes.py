@@ -125,13 +125,40 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+PROXY_VAL_IMAGES = 128  # validation images per set of a proxy recipe
+PROXY_VAL_LOOKS = 2  # validations per proxy run (half-way and last)
+
+
 def proxy(recipe: Recipe, **overrides) -> Recipe:
-    """CPU-sized version of a paper recipe (same loss, betas, augmentation and schedule shape)."""
+    """CPU-sized version of a paper recipe (same loss, betas, augmentation and schedule shape).
+
+    240 iterations of batch 8 on 64x64 crops, lr 1e-3, width / 4, depth - 2; validation on
+    :data:`PROXY_VAL_IMAGES` (128) images per set, :data:`PROXY_VAL_LOOKS` (2) times a run. Chosen by measurement
+    (``python -m benchmarks.proxy_power``, results/tables/proxy_power.md; synthetic denoising, the components
+    family, 4 seeds x 64 images, per-image clamped PSNR, crossed seed x image variance components), on variance,
+    power and cost only, never on which variant wins:
+
+    * images: the paired differences ``variant - full`` vary more between test images (SD 0.56-0.97 dB for
+      no_csff, no_hin, single_stage; 0.03 for no_sam) than between seeds (SD 0.06-0.28 dB), so 8 images left the
+      image term dominant. Within the 15-minute budget of ``nox -s ablate`` 128 images and 8 seeds minimise the
+      largest MDE: 0.37 dB, against 0.40 with 64 images (9 seeds) and 1.13 with 8 images (10 seeds); the old
+      default (3 seeds x 8 images) had 1.17. A 128x128 validation image costs ~28 ms on an idle core (both
+      denoise protocols), a training step ~140 ms.
+    * two validations instead of four pay for the images; the half-way look keeps the check that the ranking
+      has settled (in the pilot the resolvable differences kept their order from step 160-200 of 240 on).
+    * 240 iterations kept: a 480-iteration pilot of no_csff - full (the largest MDE at 240; 4 seeds) had a seed
+      SD of 0.16 dB (0.28 at 240) and about the same image SD (0.86 vs 0.81), so a 480-iteration grid (4 seeds
+      in the budget) would reach 0.34 dB on that comparison against 0.37 at 240: no real gain, and the other
+      comparisons were not measured at 480. From step 160 of 240 on the differences keep their final signs,
+      except single_stage - full (within +-0.04 dB of zero), which flips at step 200.
+    * the target of 0.1 dB for every comparison is out of reach in 15 minutes: the image term alone needs
+      about 1000-2000 images, the seed term about 90 seeds (~5 idle 2-core hours; results/tables/proxy_power.md).
+    """
     total = overrides.pop("total_iters", 240)
     warmup = round(recipe.warmup_iters / recipe.total_iters * total)
     base = dict(name=f"{recipe.name}-proxy", total_iters=total, warmup_iters=warmup, batch_size=8, crop=64,
-                lr=1e-3, eta_min=recipe.eta_min / recipe.lr * 1e-3, val_every=max(1, total // 4), val_limit=8,
-                log_every=20, proxy=True, width_divisor=4, depth_reduction=2)
+                lr=1e-3, eta_min=recipe.eta_min / recipe.lr * 1e-3, val_every=max(1, total // PROXY_VAL_LOOKS),
+                val_limit=PROXY_VAL_IMAGES, log_every=20, proxy=True, width_divisor=4, depth_reduction=2)
     return replace(recipe, **{**base, **overrides})
 
 

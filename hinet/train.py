@@ -54,6 +54,8 @@ from .losses import MultiStageLoss, make_loss
 from .recipes import Recipe, lr_at, recipe
 from .step import PRECISIONS, TrainStep
 
+INITS = ("per-module", "torch")
+
 
 class RunConflictError(UserError, RuntimeError):
     """The run directory holds a different run, or a run that needs ``--resume``."""
@@ -82,12 +84,23 @@ class RunSpec:
     train_crops: str | None = None  # folder written by `python -m hinet.data.prepare` (input_crops/gt_crops)
     fused_norm: bool = False  # hinet.fast: one scale/shift instead of slice + norm + concat (same numbers)
     inplace_act: bool = False  # hinet.fast: LeakyReLUs overwrite their input (same numbers, less memory)
+    # Test-time evaluations as ``label=protocol`` (hinet.evaluate.parse_protocol), e.g. "grid=deblur/official@64":
+    # each validation scores every one, recorded as its own run ``<run id>@<label>`` with variant ``label``
+    # (a family comparing test-time statistics of one trained network). Empty: the task's default protocols.
+    evaluations: tuple[str, ...] = ()
+    # Initial weights: "per-module" (HINet.reset_parameters(seed): a module of the same name and shape starts
+    # alike in every variant: common random numbers) or "torch" (the modules' default draws in build order).
+    init: str = "per-module"
+
+    def __post_init__(self) -> None:
+        if self.init not in INITS:
+            raise ValueError(f"RunSpec.init={self.init!r}: expected one of {INITS}")
 
     def to_dict(self) -> dict:
         out = {"recipe": self.recipe.to_dict(), "model": self.model.to_dict(), "seed": self.seed,
                "data": self.data, "family": self.family, "variant": self.variant,
-               "precision": self.precision, "channels_last": self.channels_last}
-        for key in ("train_crops", "fused_norm", "inplace_act"):  # only when set: existing run hashes stay valid
+               "precision": self.precision, "channels_last": self.channels_last, "init": self.init}
+        for key in ("train_crops", "fused_norm", "inplace_act", "evaluations"):  # only when set: hashes stay valid
             if getattr(self, key):
                 out[key] = getattr(self, key)
         return out
@@ -280,9 +293,11 @@ class Recorder:
         rec.append_records(self.path, rows)
 
     def model_size(self, params: int, macs: float) -> None:
-        self._append([rec.Record(**self.common, dataset=self.dataset, split="model", protocol="model", metric=k,
+        runs = [self.common] + [{**self.common, "run_id": f"{self.run_id}@{label}", "variant": label}
+                                for label in evaluation_labels(self.spec).values()]
+        self._append([rec.Record(**common, dataset=self.dataset, split="model", protocol="model", metric=k,
                                  value=float(v), step=0, time=rec.utc_now())
-                      for k, v in (("params", params), ("macs", macs))])
+                      for common in runs for k, v in (("params", params), ("macs", macs))])
 
     def train(self, step: int, values: dict[str, float]) -> None:
         now = rec.utc_now()
@@ -293,17 +308,29 @@ class Recorder:
                 self.tensorboard.add_scalar(f"train/{k}", v, step)
 
     def validation(self, step: int, results: list[SetResult], images: list[tuple[str, torch.Tensor]]) -> None:
-        """Set means as records, per-image values as one Parquet file, scalars and images to TensorBoard."""
+        """Set means as records, per-image values as one Parquet file, scalars and images to TensorBoard.
+
+        With ``spec.evaluations`` each evaluation is recorded as its own run (``<run id>@<label>``,
+        variant ``label``) under the scoring protocol they share (the first evaluation's name): the
+        inference treatment is the variant, so the report compares them like the variants of a family."""
         now = rec.utc_now()
-        rows, per_image = [], []
+        labels = evaluation_labels(self.spec)
+        scoring = validation_protocols(self.spec)[0].name if labels else None
+        rows, per_image = [], {}
         for res in results:
+            common, protocol = self.common, res.protocol
+            if labels:
+                label, protocol = labels[res.protocol], scoring
+                common = {**self.common, "run_id": f"{self.run_id}@{label}", "variant": label}
+            image_rows = per_image.setdefault(common["run_id"], (common, []))[1]
             for metric, value in res.metrics.items():
-                rows.append(rec.Record(**self.common, dataset=res.dataset, split="val", protocol=res.protocol,
+                rows.append(rec.Record(**common, dataset=res.dataset, split="val", protocol=protocol,
                                        metric=metric, value=float(value), step=step, time=now))
-                per_image += [(res.dataset, "val", res.protocol, metric, name, v)
-                              for name, v in zip(res.names, res.per_image[metric])]
-        rec.write_image_metrics(rec.image_store(self.path), self.common, step, per_image)
-        self._append(rows)  # after the per-image file: a set mean is never recorded without its images
+                image_rows += [(res.dataset, "val", protocol, metric, name, v)
+                               for name, v in zip(res.names, res.per_image[metric])]
+        for common, image_rows in per_image.values():
+            rec.write_image_metrics(rec.image_store(self.path), common, step, image_rows)
+        self._append(rows)  # after the per-image files: a set mean is never recorded without its images
         if self.tensorboard is not None:
             for r in rows:
                 self.tensorboard.add_scalar(f"val/{r.dataset}/{r.protocol}/{r.metric}", r.value, step)
@@ -355,6 +382,7 @@ def preflight(spec: RunSpec, run_dir: Path, records_path: Path, images_dir: Path
         _probe_folder(images_dir)
     if json_path is not None:
         _probe_folder(json_path.parent)
+    validation_protocols(spec)  # a bad evaluation name fails here, not at the first validation
     pairs = training_pairs(spec)
     sets = validation_sets(spec)
     for name, ds in [("training data", pairs), *sets.items()]:
@@ -481,7 +509,10 @@ def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: 
                   f"{accum} accumulation step(s) x micro-batch {micro}", flush=True)
 
     torch.manual_seed(spec.seed)  # identical initial weights on every process (and across variants' shapes)
-    model = HINet(spec.model).to(dev)
+    model = HINet(spec.model)
+    if spec.init == "per-module":
+        model.reset_parameters(spec.seed)  # same weights per module name in every variant
+    model = model.to(dev)
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if spec.fused_norm or spec.inplace_act:
@@ -570,12 +601,46 @@ def _checkpoint(run: _Run, step: int) -> None:
                     run.checkpoint_path)
 
 
+def evaluation_labels(spec: RunSpec) -> dict[str, str]:
+    """``{protocol name: label}`` of ``spec.evaluations`` (empty without them)."""
+    from .evaluate import parse_protocol
+
+    out = {}
+    for item in spec.evaluations:
+        label, sep, text = item.partition("=")
+        if not sep or not label:
+            raise PreflightError(f"evaluations: {item!r}: expected label=<task>/<protocol>")
+        out[parse_protocol(text).name] = label
+    return out
+
+
+def validation_protocols(spec: RunSpec) -> list:
+    """The protocols every validation scores: ``spec.evaluations`` or the task's defaults."""
+    from .evaluate import parse_protocol
+
+    if spec.evaluations:
+        evaluation_labels(spec)  # validates the labels
+        protocols = [parse_protocol(item.partition("=")[2]) for item in spec.evaluations]
+        scoring = {(p.quantize, p.clamp, p.y_channel, p.y_round, p.ssim, p.peak) for p in protocols}
+        if len(scoring) > 1:
+            raise PreflightError(f"evaluations {list(spec.evaluations)}: the treatments must share one scoring "
+                                 f"(clamp/uint8/Y/SSIM/peak) and differ only in inference (tiling, TLC)")
+        return protocols
+    return default_protocols(spec.recipe.task)
+
+
 def _validate(run: _Run, step: int, final: bool) -> dict:
     """Score the validation sets (rank 0), record them, call the hook; returns the flat metrics."""
     save_dir = run.images_dir if final and run.images_dir is not None and run.images_limit > 0 else None
-    results = evaluate(run.model, run.val_sets, default_protocols(run.spec.recipe.task),
-                       limit=run.spec.recipe.val_limit, device=run.device, progress=False, save_dir=save_dir,
-                       save_limit=run.images_limit, label=run.spec.variant)
+    protocols = validation_protocols(run.spec)
+    modes: dict[tuple, list] = {}
+    for p in protocols:  # one evaluate() per inference mode (tiling, TLC)
+        modes.setdefault(p.mode, []).append(p)
+    results = []
+    for k, group in enumerate(modes.values()):
+        results += evaluate(run.model, run.val_sets, group, limit=run.spec.recipe.val_limit, device=run.device,
+                            progress=False, save_dir=save_dir if k == 0 else None, save_limit=run.images_limit,
+                            label=run.spec.variant)
     images = _tensorboard_images(run) if run.recorder is not None and run.recorder.tensorboard is not None else []
     assert run.recorder is not None
     run.recorder.validation(step, results, images)

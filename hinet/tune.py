@@ -18,7 +18,10 @@ shared file system without a database server). ``--study`` always resumes an exi
 name; a study remembers its settings (recipe, iterations, data, search space) and refuses workers
 with other ones, so intermediate values stay comparable.
 
-Many workers, one study: start the same command several times, e.g. in N terminals or as a Slurm
+Many workers, one study: ``--workers N`` starts N worker processes (``--gpus all`` or ``--gpus 0,1,2,3``
+gives each its own GPU through ``CUDA_VISIBLE_DEVICES``, ``--gpus-per-worker K`` a slot of K), each with
+its own sampler seed (``--seed`` + k), and rebuilds the figures when they finish; or start the same command
+several times, e.g. in N terminals or as a Slurm
 array (``sbatch --array=0-7 --wrap "python -m hinet.tune --study S --storage runs/S.log --trials 10"``);
 each process runs ``--trials`` trials (``--total-trials`` caps the study instead). Use a journal file
 or PostgreSQL/MySQL across nodes: SQLite suits processes on one host (its locking is unreliable on
@@ -236,7 +239,7 @@ class Objective:
         run_dir = self.runs_dir / run_id
         worker = f"{socket.gethostname()}:{os.getpid()}"  # which node/process ran it (cluster forensics)
         for key, value in (("run_number", number), ("run_dir", str(run_dir)), ("synthetic", self.data is None),
-                           ("worker", worker)):
+                           ("worker", worker), ("devices", os.environ.get("CUDA_VISIBLE_DEVICES", "all"))):
             trial.set_user_attr(key, value)
         spec = trial_spec(self.recipe, params, seed=self.seed, data=self.data, variant=f"{self.study}-t{number}")
         resume = (run_dir / "checkpoints" / "last.pth").exists() and not (run_dir / "done.json").exists()
@@ -485,14 +488,68 @@ def _open_storage(where: str, results: Path) -> optuna.storages.BaseStorage:
     return open_storage(where)
 
 
-def command(argv: list[str] | None = None) -> int:
-    """``python -m hinet.tune``: :func:`main` with user errors as one line and exit code 2."""
-    def body() -> int:
-        main(argv)
-        return 0
+def launch_workers(argv: list[str], workers: int, gpus: list[str], gpus_per_worker: int = 1) -> int:
+    """Start ``workers`` worker processes of one study (``python -m hinet.tune <argv>``), each with its own
+    sampler seed and, with ``gpus``, its own GPU slot through ``CUDA_VISIBLE_DEVICES`` (``--device cuda``
+    unless ``argv`` names a device); wait for them, then rebuild the study's figures once. Returns the
+    first non-zero exit code of a worker, else 0."""
+    import subprocess
+    import sys
 
-    return run_command("hinet.tune", body, argv)
+    from .grid import gpu_slots
+
+    slots = gpu_slots(gpus, gpus_per_worker) if gpus else []
+    if slots and len(slots) < workers:
+        print(f"[hinet.tune] {workers} workers on {len(slots)} GPU slot(s): slots are shared round-robin", flush=True)
+    base = [sys.executable, "-m", "hinet.tune", *argv]
+    if slots and "--device" not in argv:
+        base += ["--device", "cuda"]
+    seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else None
+    procs = []
+    for k in range(workers):
+        cmd = [x for x in base]
+        if seed is not None:
+            cmd[cmd.index("--seed") + 1] = str(seed + k)  # workers with one seed would propose the same trials
+        env = dict(os.environ)
+        if slots:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(slots[k % len(slots)])
+        procs.append(subprocess.Popen(cmd, env=env))
+    codes = [p.wait() for p in procs]
+    report = [x for x in argv if x not in ("--report-only",)]
+    subprocess.call([sys.executable, "-m", "hinet.tune", *report, "--report-only"])
+    return next((c for c in codes if c != 0), 0)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    """``python -m hinet.tune``: ``--workers N`` (and ``--gpus all|0,1,..``, ``--gpus-per-worker K``) start N
+    worker processes of the study; otherwise this process is the one worker (:func:`main`)."""
+    import sys
+
+    from .grid import parse_gpus
+
+    pre = ArgumentParser(prog="python -m hinet.tune", add_help=False)
+    pre.add_argument("--workers", type=int, default=1)
+    pre.add_argument("--gpus", default=None)
+    pre.add_argument("--gpus-per-worker", type=int, default=1)
+    known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+
+    def body() -> int:  # user errors: one line, exit code 2 (hinet.errors.run_command)
+        if known.workers < 1:
+            raise UserError(f"--workers {known.workers}: expected a positive number")
+        if known.gpus_per_worker < 1:
+            raise UserError(f"--gpus-per-worker {known.gpus_per_worker}: expected a positive number")
+        if known.workers == 1 and not known.gpus:
+            main(rest)
+            return 0
+        return launch_workers(rest, known.workers, parse_gpus(known.gpus), known.gpus_per_worker)
+
+    return run_command("hinet.tune", body, rest)
+
+
+command = cli  # the name every command of the suite exposes for in-process calls
 
 
 if __name__ == "__main__":
-    raise SystemExit(command())
+    import sys
+
+    sys.exit(cli())

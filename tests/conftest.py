@@ -1,4 +1,4 @@
-"""Shared test settings: CPU by default (``HINET_TEST_DEVICE`` picks another), few threads, fixed seeds."""
+"""Shared test settings: CPU, few threads; tests marked ``gpu`` are skipped without CUDA."""
 
 import os
 from pathlib import Path
@@ -8,11 +8,6 @@ import torch
 
 FIXTURES = Path(__file__).parent / "fixtures"
 torch.set_num_threads(min(2, os.cpu_count() or 1))
-
-
-@pytest.fixture
-def device() -> torch.device:
-    return torch.device(os.environ.get("HINET_TEST_DEVICE", "cpu"))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -16,6 +16,11 @@ def test_plan_covers_every_variant_and_seed(tmp_path, fam):
     assert len(runs) == 2 * len(FAMILIES[fam].VARIANTS)
     assert len({r.run_id for r in runs}) == len(runs)
     assert all(r.status() == "new" for r in runs)
+    assert all(r.spec.fused_norm and r.spec.inplace_act and r.spec.channels_last for r in runs)
+    gpu = ablate.plan(fam, "sidd", "proxy", [0], tmp_path, tmp_path / "r.jsonl", device="cuda")
+    assert not any(r.spec.channels_last for r in gpu) and all(r.spec.fused_norm for r in gpu)
+    assert all(r.spec.recipe.val_limit == 3 for r in
+               ablate.plan(fam, "sidd", "proxy", [0], tmp_path, tmp_path / "r.jsonl", val_images=3))
     with pytest.raises(ValueError, match="unknown variant"):
         ablate.plan(fam, "sidd", "proxy", [0], tmp_path, tmp_path / "r.jsonl", variants=["nope"])
 
@@ -24,6 +29,7 @@ def test_grid_runs_skips_done_and_writes_records(tmp_path, monkeypatch):
     monkeypatch.chdir(Path(__file__).resolve().parents[1])
     records = tmp_path / "records.jsonl"
     argv = ["--family", "components", "--variants", "full", "single_stage", "--seeds", "0", "--iters", "2",
+            "--val-images", "2",
             "--runs-dir", str(tmp_path / "runs"), "--records", str(records), "--no-report",
             "--launcher", "submitit-local"]
     assert ablate.main(argv) == 0
@@ -33,7 +39,7 @@ def test_grid_runs_skips_done_and_writes_records(tmp_path, monkeypatch):
     assert {"psnr", "loss", "params", "macs"} <= set(df.metric)
     n = len(df)
     runs = ablate.plan("components", "sidd", "proxy", [0], tmp_path / "runs", records, iters=2,
-                       variants=["full", "single_stage"])
+                       variants=["full", "single_stage"], val_images=2)
     assert all(r.status() == "done" for r in runs)
     assert ablate.main(argv[:-2] + ["--launcher", "local", "--parallel", "2"]) == 0  # nothing left to do
     assert len(read_records(records)) == n

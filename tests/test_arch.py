@@ -147,3 +147,42 @@ def test_padding_crops_back(size):
     with torch.no_grad():
         out = model(torch.rand(1, 3, *size))
     assert out[-1].shape[-2:] == size
+
+
+def test_reset_parameters_gives_shared_modules_the_same_weights_in_every_variant():
+    from hinet.arch import module_seed
+
+    cfg = replace(BASE, width=4, depth=2)
+    variants = [cfg, replace(cfg, csff=False), replace(cfg, sam=False), replace(cfg, norm="none"),
+                replace(cfg, stages=1, csff=False, sam=False)]
+    state = torch.random.get_rng_state()
+    models = [HINet(v) for v in variants]
+    for m in models:
+        assert m.reset_parameters(7) is m
+    torch.random.set_rng_state(state)
+    full = models[0].state_dict()
+    shared = 0
+    for other in models[1:]:
+        for key, value in other.state_dict().items():
+            if key in full and full[key].shape == value.shape:
+                assert torch.equal(full[key], value), key
+                shared += 1
+    assert shared > 0
+    # another seed changes every convolution; the draw is torch's default one from the named seed
+    again = HINet(cfg)
+    again.reset_parameters(8)
+    conv = "stages.1.encoder.0.conv_1"
+    assert not torch.equal(again.state_dict()[conv + ".weight"], full[conv + ".weight"])
+    reference = torch.nn.Conv2d(4, 4, 3, padding=1)
+    torch.manual_seed(module_seed(7, conv))
+    reference.reset_parameters()
+    assert torch.equal(reference.weight, full[conv + ".weight"]) and torch.equal(reference.bias, full[conv + ".bias"])
+
+
+def test_reset_parameters_leaves_the_global_generator_alone():
+    model = HINet(replace(BASE, width=4, depth=2))
+    torch.manual_seed(3)
+    expected = torch.rand(4)
+    torch.manual_seed(3)
+    model.reset_parameters(0)
+    assert torch.equal(torch.rand(4), expected)

@@ -15,13 +15,13 @@ from hinet.evaluate import predict_tiled
 from hinet.fast import (
     FastPathUnavailableError,
     fast_train_setup,
-    make_train_step,
     optimize_for_inference,
     set_fused_norm,
     set_inplace_activations,
 )
 from hinet.losses import MultiStageLoss, make_loss
 from hinet.metrics import psnr
+from hinet.step import TrainStep
 
 FP32_TOL = 1e-4
 MIN_PSNR_DB = 45.0
@@ -179,15 +179,17 @@ def test_cuda_paths(dtype) -> None:
 
 # ------------------------------------------------------------------------------------------- training
 def test_fast_train_step_matches_eager_step() -> None:
-    """One SGD step (so the parameter change is the clipped gradient itself) with and without fast switches."""
+    """One SGD step (so the parameter change is the clipped gradient itself) with and without fast switches,
+    through the trainer's own step function (hinet.step.TrainStep)."""
     x, y = images(2, 32, seed=4), images(2, 32, seed=5)
     results = []
     for fast in (False, True):
         model = tiny_hinet().train()
         net = fast_train_setup(model) if fast else model
         opt = torch.optim.SGD(model.parameters(), lr=1.0)
-        step = make_train_step(net, MultiStageLoss(make_loss("l1")), opt, grad_clip=0.01, channels_last=fast)
-        loss = step(x, y)
+        step = TrainStep(net, MultiStageLoss(make_loss("l1")), opt, grad_clip=0.01, precision="fp32",
+                         channels_last=fast)
+        loss = step([(x, y)])
         assert loss.requires_grad is False and all(p.grad is None for p in model.parameters())
         results.append((loss.item(), [p.detach().clone() for p in model.parameters()]))
     (loss_ref, params_ref), (loss_fast, params_fast) = results
@@ -205,7 +207,11 @@ import time
 def test_tiny_ratio(benchmark):
     benchmark.pedantic(time.sleep, args=(0.001,), rounds=3, iterations=1)
     benchmark.extra_info.update(device="cuda:1", input="2x3x8x8", torch_version="x", ratio=3.0, ratio_median=2.5,
-                                paths={"eager": {"ms_min": 3.0, "ms_median": 3.1, "ms_mean": 3.2, "rounds": 3}},
+                                ratio_low=2.0, ratio_high=2.8, hardware="CUDA Fake GPU (sm_90, bf16)",
+                                gpu="Fake GPU (sm_90)", cpu_capability="AVX2",
+                                paths={"eager": {"ms_min": 3.0, "ms_median": 3.1, "ms_mean": 3.2, "rounds": 3},
+                                       "fast": {"ms_min": 1.0, "ms_median": 1.24, "ms_mean": 1.3, "rounds": 3}},
+                                compared={"baseline": "eager", "fast": "fast", "measure": "ms_median"},
                                 metrics={"peak_mb": 12.5})
 
 
@@ -233,17 +239,39 @@ def test_speed_turns_a_real_benchmark_report_into_records(tmp_path) -> None:
     assert set(df["family"]) == {"speed"} and set(df["recipe"]) == {"bench"} and df["synthetic"].all()
     got = {(v, m): x for v, m, x in zip(df["variant"], df["metric"], df["value"])}
     columns = {v: (d, dev) for v, d, dev in zip(df["variant"], df["dataset"], df["device"])}
-    assert columns["test_tiny_ratio"] == ("2x3x8x8", "cuda:1")  # dataset = the timed input, device = where
-    assert columns["test_batched_torch"] == ("unspecified", "cpu")
-    cases = ("test_tiny_ratio", "test_tiny_ratio:eager", "test_batched_torch")
+    # dataset = the timed input, device = where and on what hardware (the GPU's capability on CUDA)
+    assert columns["test_tiny_ratio"] == ("2x3x8x8", "cuda:1: CUDA Fake GPU (sm_90, bf16); capability Fake GPU (sm_90)")
+    assert columns["test_batched_torch"] == ("unspecified", "cpu: hardware not stated")
+    cases = ("test_tiny_ratio", "test_tiny_ratio:eager", "test_tiny_ratio:fast", "test_batched_torch")
     runs = {f"bench-test/bench_scoring::{v}" for v in cases}
     assert set(df["run_id"]) == runs  # one run per benchmark case and timed path
     assert got[("test_tiny_ratio", "ratio")] == 3.0 and got[("test_tiny_ratio", "peak_mb")] == 12.5
     assert got[("test_tiny_ratio:eager", "ms_median")] == 3.1 and ("test_tiny_ratio:eager", "rounds") not in got
     assert got[("test_tiny_ratio", "ms_min")] >= 1.0  # slept 1 ms per round
     assert got[("test_batched_torch", "ratio")] == 4.0
+    assert (got[("test_tiny_ratio", "ratio_low")], got[("test_tiny_ratio", "ratio_high")]) == (2.0, 2.8)
+    # the compared paths' numbers again under the benchmark's own variant; the target where one applies
+    assert (got[("test_tiny_ratio", "baseline_ms_median")], got[("test_tiny_ratio", "fast_ms_median")]) == (3.1, 1.24)
+    assert got[("test_batched_torch", "target")] == 5.0 and ("test_tiny_ratio", "target") not in got
     rows = {r["benchmark"]: r for r in summary_rows(data)}
     assert rows["bench_scoring::test_batched_torch"]["verdict"] == "MISSES"  # 4 < target 5
     assert rows["bench_scoring::test_tiny_ratio"]["verdict"] == "-"  # no target
     with pytest.raises(ValueError, match="benchmarks"):
         records_from_json({"not": "a report"}, run_id="x")
+
+
+def test_ratio_interval_brackets_the_ratio_of_medians() -> None:
+    from benchmarks.speed.timing import ratio_info, ratio_interval
+
+    baseline = [1.0, 1.1, 1.05, 1.3, 1.0, 1.2]  # seconds, interleaved with fast round by round
+    fast = [0.8, 0.9, 0.82, 1.0, 0.81, 0.95]
+    info = ratio_info(baseline, fast, paired=True)
+    assert info["ratio"] == pytest.approx(1.0 / 0.8) and info["ratio_median"] == pytest.approx(1.075 / 0.86)
+    assert info["ratio_low"] <= info["ratio_median"] <= info["ratio_high"]
+    assert info["ratio_low"] < info["ratio_high"]  # the rounds vary, so does the ratio
+    paired, unpaired = ratio_interval(baseline, fast, paired=True), ratio_interval(baseline, fast, paired=False)
+    assert unpaired[1] - unpaired[0] >= paired[1] - paired[0]  # pairing removes the shared load
+    assert ratio_interval([1.0], [0.5, 0.6], paired=False) is None  # one round: no interval
+    assert "ratio_low" not in ratio_info([1.0], [0.5], paired=True)
+    with pytest.raises(ValueError, match="paired"):
+        ratio_interval([1.0, 2.0], [1.0, 2.0, 3.0], paired=True)

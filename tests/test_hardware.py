@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from hinet import hardware
-from hinet.fast import FastPathUnavailableError, fast_train_setup, make_train_step, optimize_for_inference
+from hinet.fast import FastPathUnavailableError, optimize_for_inference
 from hinet.hardware import PrecisionFallbackWarning, PrecisionUnavailableError
+from hinet.step import TrainStep
 
 
 def cpuinfo_text(model: str, flags: str, cores: list[int], mhz: list[float]) -> str:
@@ -221,7 +222,8 @@ def test_inference_falls_back_on_avx2_and_runs_bf16_on_amx(avx2, monkeypatch):
         assert optimize_for_inference(model, dtype=torch.bfloat16).dtype == torch.bfloat16
 
 
-def test_training_setup_decides_the_step_precision(avx2, monkeypatch):
+def test_training_step_runs_the_precision_resolved_for_the_device(avx2, monkeypatch):
+    """The caller resolves the precision (hinet.hardware.resolve_precision); TrainStep runs what it is given."""
     model = TwoStage()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
 
@@ -229,13 +231,15 @@ def test_training_setup_decides_the_step_precision(avx2, monkeypatch):
         return sum((o - target).abs().mean() for o in outputs)
 
     with pytest.warns(PrecisionFallbackWarning):
-        net = fast_train_setup(model, dtype="bf16", channels_last=False)
-    assert model.autocast_dtype is None
-    step = make_train_step(net, loss, opt, grad_clip=1.0)
-    assert step.dtype is None and step(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)).dtype == torch.float32
-    with pytest.raises(FastPathUnavailableError, match="float16"):
-        fast_train_setup(model, dtype="fp16")
+        precision = hardware.resolve_precision("bf16", "cpu")
+    assert precision == "fp32"
+    step = TrainStep(model, loss, opt, grad_clip=1.0, precision=precision)
+    assert step.dtype is None and step([(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8))]).dtype == torch.float32
+    with pytest.raises(PrecisionUnavailableError, match="float16"):
+        hardware.resolve_precision("fp16", "cpu")
+    with pytest.raises(PrecisionUnavailableError, match="dtype=bf16 on cpu"):
+        hardware.resolve_precision("bf16", "cpu", "error")  # what the speed suite asks: never a silent fp32
     fake_cpu(monkeypatch, AMX_XEON, "AVX512", {0, 1, 2, 3})
-    net = fast_train_setup(model, dtype="bf16", channels_last=False)
-    assert make_train_step(net, loss, opt, grad_clip=1.0).dtype == torch.bfloat16  # taken from the setup
-    assert make_train_step(net, loss, opt, grad_clip=1.0, dtype="fp32").dtype is None  # an explicit dtype wins
+    precision = hardware.resolve_precision("bf16", "cpu")
+    assert TrainStep(model, loss, opt, grad_clip=1.0, precision=precision).dtype == torch.bfloat16
+    assert TrainStep(model, loss, opt, grad_clip=1.0, precision="fp32").dtype is None  # an explicit fp32 stays fp32

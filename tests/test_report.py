@@ -33,6 +33,37 @@ def _rec(run_id, variant, split, metric, value, step, seed, synthetic=True, reci
                      "value": value, "step": step, "seed": seed, "synthetic": synthetic, "recipe": recipe})
 
 
+INFERENCE = "inference 1x256², width 32, fp32 fast path"
+TILING = "peak memory, 1280x720 frame, width 64"
+CPU_HARDWARE = "cpu: CPU Test EPYC, AVX2, no native bf16, 2 cores, 2 threads"
+
+
+def speed_records() -> list[Record]:
+    """Speed records as benchmarks.speed writes them: two invocations of an inference and a tiling comparison
+    (benchmark-level numbers and per-path ones), a path timed alone, and one benchmark of an older convention."""
+    out = []
+    for i, (ratio, low, high) in enumerate(((1.25, 1.2, 1.32), (1.4, 1.35, 1.45))):
+        common = dict(family="speed", recipe="bench", device=f"{CPU_HARDWARE}; capability AVX2",
+                      time=f"2026-12-01T{9 + i:02d}:00:00+00:00")
+        inv = f"bench-{i}"
+        bench = {("bench_model", "test_forward[w32-fast]", "1x3x256x256"): {
+                     "ms_median": 240.0, "ratio": ratio + 0.02, "ratio_median": ratio, "ratio_low": low,
+                     "ratio_high": high, "target": 1.3, "baseline_ms_median": 300.0, "fast_ms_median": 240.0},
+                 ("bench_model", "test_forward[w32-fast]:eager", "1x3x256x256"): {"ms_median": 300.0},
+                 ("bench_model", "test_forward[w32-fast]:fast", "1x3x256x256"): {"ms_median": 240.0},
+                 ("bench_tiling", "test_frame_720p", "1x3x720x1280"): {
+                     "ratio": 9.5, "ratio_median": 9.5, "target": 2.0, "baseline_peak_mb": 3990.0,
+                     "fast_peak_mb": 420.0},
+                 ("bench_scoring", "test_per_image_numpy", "64x3x256x256"): {"ms_median": 900.0}}
+        for (protocol, variant, dataset), metrics in bench.items():
+            for metric, value in metrics.items():
+                out.append(_rec(f"{inv}/{protocol}::{variant}", variant, "bench", metric, value, None, None,
+                                **{**common, "protocol": protocol, "dataset": dataset}))
+    out.append(_rec("bench-old/bench_old::test_old", "test_old", "bench", "ratio", 2.0, None, None,
+                    family="speed", recipe="bench", protocol="bench_old", dataset="unspecified", device="cpu"))
+    return out
+
+
 def _write_fixture(root):
     """Synthetic 3 variants x 3 seeds ablation + real/synthetic evals + speed; returns final val PSNR table."""
     rng = np.random.default_rng(0)
@@ -62,10 +93,7 @@ def _write_fixture(root):
              family="checkpoint_eval"),
     ]
     append_records(root / "records" / "evals.jsonl", evals)
-    speed = [_rec(f"speed-{i}-{v}", v, "test", m, val + 0.1 * i, None, None, family="speed", recipe="bench",
-                  dataset="1x3x256x256")  # one run per repetition and benchmark, as benchmarks.speed writes them
-             for v in ("full", "no_hin") for i in range(3) for m, val in (("ms_per_iter", 12.0), ("ratio", 1.5))]
-    append_records(root / "records" / "speed.jsonl", speed)
+    append_records(root / "records" / "speed.jsonl", speed_records())
     for folder in ("input", "target", "full", "no_hin"):
         (root / "images" / "run1" / folder).mkdir(parents=True)
         for name in ("a.png", "b.png"):
@@ -144,11 +172,35 @@ def test_synthetic_and_proxy_never_reach_published_comparison(report):
         published_comparison(final_quality(recs), load_published())
 
 
-def test_speed_table(report):
+def test_speed_table_has_one_readable_row_per_comparison(report):
     root, _, _ = report
-    speed = pd.read_csv(root / "out" / "tables" / "speed.csv")
-    row = speed[(speed["variant"] == "full") & (speed["metric"] == "ms_per_iter")].iloc[0]
-    assert row["n"] == 3 and row["mean"] == pytest.approx(12.1) and row["input"] == "synthetic tensors"
+    speed = pd.read_csv(root / "out" / "tables" / "speed.csv", keep_default_na=False, na_values=[""])
+    # 2 invocations x (inference, tiling) + 1 benchmark of an older convention; per-path and ratio-less
+    # benchmarks (a path timed alone) have no row
+    assert speed["what"].tolist() == [INFERENCE, INFERENCE, TILING, TILING, "bench_old::test_old"]
+    first, second, tiled, _, old = (speed.iloc[i] for i in range(5))
+    assert (first["baseline"], first["fast"], first["unit"]) == (300.0, 240.0, "ms, median of rounds")
+    assert first["baseline path"].startswith("eager fp32") and "channels_last" in first["fast path"]
+    assert (first["ratio"], first["ratio_low"], first["ratio_high"], first["target"]) == (1.25, 1.2, 1.32, 1.3)
+    assert first["meets target"] == "unclear" and second["meets target"] == "yes"  # 1.2..1.32 straddles 1.3
+    assert (first["device"], first["capability"]) == (CPU_HARDWARE, "AVX2")
+    assert first["measured"] == "2026-12-01 09:00 UTC" and second["measured"] == "2026-12-01 10:00 UTC"
+    assert (tiled["unit"], tiled["ratio"], tiled["meets target"]) == ("MB, peak resident set", 9.5, "yes")
+    assert np.isnan(tiled["ratio_low"])  # one round: no interval
+    assert (old["device"], old["capability"], old["meets target"]) == ("cpu", "not stated", "-")
+    md = (root / "out" / "tables" / "speed.md").read_text()
+    assert INFERENCE in md and "test_forward[" not in md  # human labels, not test ids
+
+
+def test_speed_device_column_round_trips():
+    from benchmarks.speed.runner import device_label
+    from hinet.report.speed_labels import split_device
+
+    extra = {"device": "cpu", "hardware": "CPU X, AVX2, no native bf16, 2 cores, 1 thread", "cpu_capability": "AVX2"}
+    assert split_device(device_label(extra)) == ("cpu: CPU X, AVX2, no native bf16, 2 cores, 1 thread", "AVX2")
+    cuda = {"device": "cuda:0", "hardware": "CUDA H", "cpu_capability": "AVX2", "gpu": "H (sm_90)"}
+    assert split_device(device_label(cuda)) == ("cuda:0: CUDA H", "H (sm_90)")
+    assert split_device(device_label({})) == ("cpu: hardware not stated", "not stated")
 
 
 def test_kind_label():

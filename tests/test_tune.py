@@ -264,3 +264,16 @@ def test_figures_with_too_few_trials_are_skipped_with_a_note(tmp_path, capsys):
     assert "optuna_few_importances.png skipped" in out and "no completed trial" in out
     study.add_trial(optuna.trial.create_trial(value=22.0, params={"lr": 3e-3}, distributions=dist))
     assert (tmp_path / "figures" / "optuna_few_importances.png") in tune.tune_figures(study, tmp_path)
+
+
+def test_workers_get_their_own_gpu_slot_and_seed(tmp_path):
+    """--workers 2 --gpus 0,1: two real worker processes, each started with its own CUDA_VISIBLE_DEVICES
+    (they train on the CPU here: --device cpu), one study, then one report."""
+    argv = ["--study", "g", "--runs-dir", str(tmp_path / "runs"), "--results", str(tmp_path / "results"), *TINY,
+            "--trials", "1", "--seed", "3"]
+    assert tune.cli([*argv, "--workers", "2", "--gpus", "0,1"]) == 0
+    study = optuna.load_study(study_name="g", storage=f"sqlite:///{tmp_path / 'results' / 'optuna' / 'g.db'}")
+    trials = study.get_trials()
+    assert len(trials) == 2 and {t.user_attrs["devices"] for t in trials} == {"0", "1"}
+    assert len({t.user_attrs["worker"] for t in trials}) == 2  # two processes
+    assert (tmp_path / "results" / "tables" / "optuna_g.csv").is_file()

@@ -10,7 +10,9 @@ Loader: ``DataLoader(PatchDataset(crops, 64, augment="sidd"), batch_size=8, num_
 measures their production rate.
 
 Consumption: the proxy training step (``bench_train.proxy_step``), timed after the loader's workers have
-exited so that the two never share the CPU; ratio = loader patches/s / eager-step patches/s (target >= 2);
+exited so that the two never share the CPU; ratio = loader patches/s / eager-step patches/s (target >= 2),
+i.e. eager-step time per batch / loader time per batch (the paths ``eager step`` and ``loader``, ms per
+batch of 8 patches; rounds not interleaved, so the interval resamples them separately);
 ``ratio_vs_fast_step`` divides by the fast step's rate instead.
 """
 
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
@@ -29,7 +30,7 @@ from hinet.data.prepare import PREPARE_SETTINGS, PreparedCrops, prepare_crops
 from hinet.recipes import recipe
 
 from .bench_train import RECIPE, proxy_step
-from .timing import environment
+from .timing import environment, ratio_info, summary_ms
 
 WORKERS = 2
 BATCHES_PER_ROUND = 8
@@ -100,17 +101,19 @@ def test_patches_per_second(benchmark, crops: PreparedCrops) -> None:
     live.clear()  # the workers exit before the training step is timed
     per_round = BATCHES_PER_ROUND * r.batch_size
     loader_rate = per_round / benchmark.stats.stats.min
-    median_rate = per_round / float(np.median(benchmark.stats.stats.data))
+    loader_batch_s = [t / BATCHES_PER_ROUND for t in benchmark.stats.stats.data]  # seconds per batch
     eager_s, batch = time_step(False, STEP_ROUNDS)
     fast_s, _ = time_step(True, STEP_ROUNDS)
+    assert batch == r.batch_size
     consume, consume_fast = batch / min(eager_s), batch / min(fast_s)
-    consume_median = batch / float(np.median(eager_s))
     benchmark.extra_info.update(environment("cpu"))
     benchmark.extra_info.update(
         loader="PatchDataset", workers=WORKERS, crop=r.crop, batch=r.batch_size,
         input=f"{BATCHES_PER_ROUND * r.batch_size}x3x{r.crop}x{r.crop}",
         source="512x512 PNG crops (synthetic)",
-        ratio=loader_rate / consume, ratio_median=median_rate / consume_median,
-        ratio_of="loader patches/s / eager proxy step patches/s",
+        paths={"eager step": summary_ms(eager_s), "loader": summary_ms(loader_batch_s)},
+        compared={"baseline": "eager step", "fast": "loader", "measure": "ms_median"},
+        **ratio_info(eager_s, loader_batch_s, paired=False),
+        ratio_of="loader patches/s / eager proxy step patches/s (= step time / loader time per batch)",
         metrics={"patches_per_s": loader_rate, "step_patches_per_s": consume,
                  "fast_step_patches_per_s": consume_fast, "ratio_vs_fast_step": loader_rate / consume_fast})

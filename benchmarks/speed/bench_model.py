@@ -6,6 +6,9 @@ reference PartialNorm. Paths, each timed interleaved with the baseline (``benchm
 * ``fast``: ``optimize_for_inference(model)``: channels_last, fused PartialNorm, in-place LeakyReLU, fp32
   (target >= 1.3x at width 32);
 * ``fast-bf16``: the same under bfloat16 autocast (reduced precision; >= 45 dB vs fp32 in tests/test_fast.py);
+  skipped, with :func:`hinet.hardware.reduced_precision_ok`'s reason, where bf16 is not faster than fp32
+  (CPUs without AVX512-BF16/AMX), and built with ``precision_policy="error"`` so that it can never time
+  fp32 under a bf16 name;
 * ``compiled``: ``optimize_for_inference(model, compile=True)`` (inductor with freezing); its compilation time
   (with an empty inductor cache, so as a first run would see it) is reported as metric ``compile_s``.
 
@@ -23,6 +26,7 @@ import torch
 from hinet.arch import HINet
 from hinet.config import PRESETS, scaled
 from hinet.fast import optimize_for_inference
+from hinet.hardware import reduced_precision_ok
 
 from .timing import compare
 
@@ -31,23 +35,37 @@ ROUNDS = {16: 10, 32: 7, 64: 3}
 CASES = [(16, "fast"), (32, "fast"), (32, "fast-bf16"), (32, "compiled"), (64, "fast")]
 
 
-def _bf16_supported() -> bool:
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+REDUCED = {"fast-bf16": torch.bfloat16, "fast-fp16": torch.float16}  # path -> autocast dtype
+
+
+def reduced_precision_runner(model: torch.nn.Module, path: str, device: str):
+    """The fast runner of a reduced-precision ``path``, or a pytest skip naming why the device has no fast
+    kernels for it; ``precision_policy="error"``, and the runner's dtype is checked: never a silent fp32."""
+    ok, why = reduced_precision_ok(device, REDUCED[path])
+    if not ok:
+        pytest.skip(why)
+    runner = optimize_for_inference(model, dtype=REDUCED[path], precision_policy="error")
+    assert runner.dtype is REDUCED[path], f"{path}: the runner runs {runner.dtype}"
+    return runner
 
 
 @pytest.mark.parametrize("width,path", CASES, ids=[f"w{w}-{p}" for w, p in CASES])
 def test_forward(benchmark, width: int, path: str, width64: bool, tmp_path, monkeypatch) -> None:
     if width == 64 and not width64:
         pytest.skip("width 64 runs only with --bench-width64 (or HINET_BENCH_WIDTH64=1)")
-    if path == "fast-bf16" and not _bf16_supported():
-        pytest.skip("this CPU has no native bfloat16 (AVX512-BF16/AMX) support in oneDNN")
+    if path in REDUCED:  # before building anything (reduced_precision_runner checks again)
+        ok, why = reduced_precision_ok("cpu", REDUCED[path])
+        if not ok:
+            pytest.skip(why)
     torch.manual_seed(0)
     model = HINet(scaled(PRESETS["sidd-1x"], width=width)).eval()
     image = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))  # SYNTHETIC
-    options = {"fast": {}, "fast-bf16": {"dtype": torch.bfloat16}, "compiled": {"compile": True}}[path]
     if path == "compiled":  # a cold inductor cache: compile_s is what a first run pays
         monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
-    runner = optimize_for_inference(model, **options)
+    if path in REDUCED:
+        runner = reduced_precision_runner(model, path, "cpu")
+    else:
+        runner = optimize_for_inference(model, compile=path == "compiled")
     start = time.perf_counter()
     with torch.inference_mode():
         fast_out, ref = runner(image)[-1], model(image)[-1]
@@ -80,8 +98,7 @@ def test_forward_cuda(benchmark, width: int, path: str) -> None:
     torch.manual_seed(0)
     model = HINet(scaled(PRESETS["sidd-1x"], width=width)).eval().cuda()
     image = torch.rand(CUDA_BATCH, 3, SIZE, SIZE, device="cuda")  # SYNTHETIC
-    dtype = {"fast": None, "fast-bf16": torch.bfloat16, "fast-fp16": torch.float16}[path]
-    runner = optimize_for_inference(model, dtype=dtype)
+    runner = reduced_precision_runner(model, path, "cuda") if path in REDUCED else optimize_for_inference(model)
 
     def synced(fn):
         def run() -> None:

@@ -29,21 +29,13 @@ from pathlib import Path
 
 import torch
 
+from .timing import status_kb
+
 WIDTH = 64
 FRAME = (720, 1280)  # H, W
 TILE = 256
 TILE_BATCH = 1
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _status_kb() -> dict[str, int]:
-    """VmRSS / VmHWM of this process in kB, from /proc/self/status."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key = line.split(":", 1)[0]
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(line.split()[1])
-    return out
 
 
 def measure(path: str, width: int = WIDTH, tile: int = TILE, batch: int = TILE_BATCH) -> dict:
@@ -57,13 +49,13 @@ def measure(path: str, width: int = WIDTH, tile: int = TILE, batch: int = TILE_B
     torch.manual_seed(0)
     model = HINet(scaled(PRESETS["sidd-1x"], width=width)).eval()
     frame = torch.rand(1, 3, *FRAME, generator=torch.Generator().manual_seed(1))  # SYNTHETIC
-    before = _status_kb()["VmRSS"]
+    before = status_kb()["VmRSS"]
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident set
     start = time.perf_counter()
     with torch.inference_mode():
         out = model(frame)[-1] if path == "full" else predict_tiled(model, frame, tile, batch)
     seconds = time.perf_counter() - start
-    peak = _status_kb()["VmHWM"]
+    peak = status_kb()["VmHWM"]
     if out.shape != frame.shape:
         raise RuntimeError(f"{path}: output shape {tuple(out.shape)} != input {tuple(frame.shape)}")
     return {"path": path, "forward_s": seconds, "peak_mb": (peak - before) / 1024, "rss_before_mb": before / 1024,
@@ -100,7 +92,9 @@ def test_frame_720p(benchmark) -> None:
         tile_batch=TILE_BATCH,
         paths={p: {"ms_min": 1e3 * r["forward_s"], "ms_median": 1e3 * r["forward_s"], "ms_mean": 1e3 * r["forward_s"],
                    "rounds": 1, "peak_mb": r["peak_mb"]} for p, r in (("full", full), ("tiled", tile))},
-        ratio=full["peak_mb"] / tile["peak_mb"], ratio_of="full-image peak MB / tiled peak MB",
+        compared={"baseline": "full", "fast": "tiled", "measure": "peak_mb"},
+        ratio=full["peak_mb"] / tile["peak_mb"], ratio_median=full["peak_mb"] / tile["peak_mb"],  # one round
+        ratio_of="full-image peak MB / tiled peak MB",
         metrics={"time_ratio_tiled_over_full": tile["forward_s"] / full["forward_s"]})
 
 

@@ -28,6 +28,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,7 @@ from hinet.arch import HINet
 from hinet.config import PRESETS, scaled
 from hinet.tlc import to_local
 
-from .timing import compare
+from .timing import compare, status_kb
 
 BASE_SIZE, TRAIN_SIZE = 384, 256
 CPU_WIDTH, CUDA_WIDTH = 16, 32
@@ -62,16 +63,6 @@ def frame(size: str, device: str | torch.device = "cpu") -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ CPU peak memory
-def _status_kb() -> dict[str, int]:
-    """VmRSS / VmHWM of this process in kB, from /proc/self/status."""
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key = line.split(":", 1)[0]
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(line.split()[1])
-    return out
-
-
 def measure(path: str, size: str, preset: str, width: int = CPU_WIDTH) -> dict:
     """One forward of ``path`` (``global`` or ``tlc``) in this process: time and peak-RSS delta (MB)."""
     if path not in ("global", "tlc"):
@@ -79,13 +70,13 @@ def measure(path: str, size: str, preset: str, width: int = CPU_WIDTH) -> dict:
     model, local = build(preset, width)
     net = local if path == "tlc" else model
     x = frame(size)
-    before = _status_kb()["VmRSS"]
+    before = status_kb()["VmRSS"]
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident set
     start = time.perf_counter()
     with torch.inference_mode():
         out = net(x)[-1]
     seconds = time.perf_counter() - start
-    peak = _status_kb()["VmHWM"]
+    peak = status_kb()["VmHWM"]
     if out.shape != x.shape:
         raise RuntimeError(f"{path}: output shape {tuple(out.shape)} != input {tuple(x.shape)}")
     return {"path": path, "size": size, "preset": preset, "width": width, "forward_s": seconds,
@@ -113,6 +104,16 @@ def _check(size: str, out_tlc: torch.Tensor, out_global: torch.Tensor) -> float:
     return diff
 
 
+def forward(net: HINet, x: torch.Tensor, sync: bool = False) -> Callable[[], None]:
+    """One timed call: a forward of ``net`` on ``x`` (and a CUDA synchronise with ``sync``)."""
+    def call() -> None:
+        with torch.inference_mode():
+            net(x)
+        if sync:
+            torch.cuda.synchronize()
+    return call
+
+
 @pytest.mark.parametrize("preset,size", CASES, ids=[f"{p}-{s}" for p, s in CASES])
 def test_tlc_forward_cpu(benchmark, preset: str, size: str) -> None:
     model, local = build(preset, CPU_WIDTH)
@@ -120,13 +121,7 @@ def test_tlc_forward_cpu(benchmark, preset: str, size: str) -> None:
     with torch.inference_mode():
         diff = _check(size, local(x)[-1], model(x)[-1])
 
-    def run(net: HINet):
-        def forward() -> None:
-            with torch.inference_mode():
-                net(x)
-        return forward
-
-    result = compare(benchmark, run(local), run(model), rounds=ROUNDS[size], warmup_rounds=WARMUP[size],
+    result = compare(benchmark, forward(local, x), forward(model, x), rounds=ROUNDS[size], warmup_rounds=WARMUP[size],
                      fast_name="tlc", baseline_name="global", preset=preset, width=CPU_WIDTH, input=f"1x3x{size}",
                      base_size=BASE_SIZE, train_size=TRAIN_SIZE, max_abs_diff_vs_global=diff,
                      cpu_capability=torch.backends.cpu.get_cpu_capability())
@@ -148,22 +143,16 @@ def test_tlc_forward_cuda(benchmark, preset: str, size: str) -> None:
     with torch.inference_mode():
         diff = _check(size, local(x)[-1], model(x)[-1])
 
-    def run(net: HINet):
-        def forward() -> None:
-            with torch.inference_mode():
-                net(x)
-            torch.cuda.synchronize()
-        return forward
-
     def peak_mb(net: HINet) -> float:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
-        run(net)()
+        forward(net, x, sync=True)()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
 
-    result = compare(benchmark, run(local), run(model), rounds=10, warmup_rounds=3, fast_name="tlc",
-                     baseline_name="global", device="cuda", preset=preset, width=CUDA_WIDTH, input=f"1x3x{size}",
+    result = compare(benchmark, forward(local, x, sync=True), forward(model, x, sync=True), rounds=10,
+                     warmup_rounds=3, fast_name="tlc", baseline_name="global", device="cuda", preset=preset,
+                     width=CUDA_WIDTH, input=f"1x3x{size}",
                      base_size=BASE_SIZE, train_size=TRAIN_SIZE, max_abs_diff_vs_global=diff,
                      gpu=torch.cuda.get_device_name())
     peaks = {"global": peak_mb(model), "tlc": peak_mb(local)}

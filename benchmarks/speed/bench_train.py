@@ -1,13 +1,16 @@
 """Benchmark: one training step at proxy scale, eager fp32 vs the fast training paths of hinet.fast.
 
-The step is ``hinet.train``'s: forward, multi-stage loss, backward, global-norm clip (0.01), Adam, built by
-:func:`hinet.fast.make_train_step` from the recipe ``sidd-proxy`` (HINet width 16, depth 3, batch 8 of 64x64
-crops, L1 loss, Adam lr 1e-3, betas (0.9, 0.999)). Batches are SYNTHETIC uniform noise.
+The step is ``hinet.train``'s own step function, :class:`hinet.step.TrainStep` (forward, multi-stage loss,
+backward, global-norm clip 0.01, Adam; one micro-batch), built from the recipe ``sidd-proxy`` (HINet width
+16, depth 3, batch 8 of 64x64 crops, L1 loss, Adam lr 1e-3, betas (0.9, 0.999)). Batches are SYNTHETIC
+uniform noise.
 
 * ``eager``: the network as ``hinet.train`` builds it by default (NCHW, reference PartialNorm, fp32);
 * ``fast``: :func:`hinet.fast.fast_train_setup` (channels_last, fused PartialNorm, in-place LeakyReLU), fp32
   (target >= 1.2x);
 * ``fast-bf16``: the same under bfloat16 autocast (changes the numbers; what ``--precision bf16`` trains with).
+  Skipped, with :func:`hinet.hardware.reduced_precision_ok`'s reason, where bf16 is not faster than fp32 on
+  the device; its precision is resolved with policy ``"error"``, so it never times fp32 under a bf16 name.
 
 The metric ``patches_per_s`` (batch / step time) is the consumption rate that ``bench_data.py`` compares with.
 """
@@ -19,9 +22,11 @@ import torch
 
 from hinet.arch import HINet
 from hinet.config import preset
-from hinet.fast import fast_train_setup, make_train_step
+from hinet.fast import fast_train_setup
+from hinet.hardware import reduced_precision_ok, resolve_precision
 from hinet.losses import MultiStageLoss, make_loss
 from hinet.recipes import recipe
+from hinet.step import TrainStep
 
 from .timing import compare
 
@@ -29,26 +34,29 @@ RECIPE = "sidd-proxy"
 ROUNDS = 15
 
 
-def proxy_step(fast: bool, dtype: torch.dtype | None = None, seed: int = 0):
-    """A ``step()`` closure training a fresh proxy network on one fixed SYNTHETIC batch, and the batch size."""
+def proxy_step(fast: bool, precision: str = "fp32", seed: int = 0):
+    """A ``step()`` closure training a fresh proxy network on one fixed SYNTHETIC batch (NCHW RGB in [0, 1]),
+    and the batch size. ``precision`` (``fp32``/``bf16``) is resolved for the CPU with policy ``"error"``."""
     r = recipe(RECIPE)
     torch.manual_seed(seed)
     model = HINet(r.network(preset(r.preset))).train()
     net = fast_train_setup(model) if fast else model
     opt = torch.optim.Adam(model.parameters(), lr=r.lr, betas=r.betas, weight_decay=r.weight_decay)
-    step = make_train_step(net, MultiStageLoss(make_loss(r.loss, r.loss_weight)), opt, grad_clip=r.grad_clip,
-                           channels_last=fast, dtype=dtype)
+    step = TrainStep(net, MultiStageLoss(make_loss(r.loss, r.loss_weight)), opt, grad_clip=r.grad_clip,
+                     precision=resolve_precision(precision, "cpu", "error"), channels_last=fast)
     g = torch.Generator().manual_seed(seed + 1)
-    degraded = torch.rand(r.batch_size, 3, r.crop, r.crop, generator=g)
-    clean = torch.rand(r.batch_size, 3, r.crop, r.crop, generator=g)
-    return (lambda: step(degraded, clean)), r.batch_size
+    batch = [(torch.rand(r.batch_size, 3, r.crop, r.crop, generator=g),
+              torch.rand(r.batch_size, 3, r.crop, r.crop, generator=g))]  # one micro-batch (degraded, clean)
+    return (lambda: step(batch)), r.batch_size
 
 
 @pytest.mark.parametrize("path", ["fast", "fast-bf16"])
 def test_train_step(benchmark, path: str) -> None:
-    if path == "fast-bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        pytest.skip("this CPU has no native bfloat16 (AVX512-BF16/AMX) support in oneDNN")
-    fast, batch = proxy_step(True, torch.bfloat16 if path == "fast-bf16" else None)
+    precision = "bf16" if path == "fast-bf16" else "fp32"
+    ok, why = reduced_precision_ok("cpu", precision)
+    if not ok:
+        pytest.skip(why)
+    fast, batch = proxy_step(True, precision)
     eager, _ = proxy_step(False)
     r = recipe(RECIPE)
     result = compare(benchmark, fast, eager, rounds=ROUNDS, fast_name=path, recipe=RECIPE,

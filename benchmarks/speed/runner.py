@@ -11,11 +11,21 @@ records use the columns so (each column has one meaning):
   e.g. ``1x3x256x256``; ``unspecified`` when a benchmark does not say); ``synthetic`` is True (every
   benchmark times synthetic inputs: timings do not depend on image content);
 * protocol = how it was measured: the benchmark module (``bench_model``);
-* device = where it ran (``cpu``, ``cuda``, ``cuda:1``), from ``extra_info["device"]``;
+* device = where it ran and on what hardware: ``"<device>: <hardware>; capability <capability>"``, from
+  ``extra_info`` ``device``, ``hardware`` (:func:`hinet.hardware.describe`) and the capability: the GPU
+  model and compute capability on CUDA (``gpu``), else ``torch.backends.cpu.get_cpu_capability()``
+  (``cpu_capability``), e.g. ``"cpu: CPU AMD EPYC, AVX2, no native bf16, 2 cores, 2 threads; capability
+  AVX2"`` (a Record has no free-text field, so the description lives here; :func:`device_label`; the report
+  reads it back with ``hinet.report.speed_labels.split_device``). A benchmark that states no hardware
+  gets ``"<device>: hardware not stated"``;
 * variant = the benchmark's name (``test_forward[w32-fast]``), or ``<name>:<path>`` for one timed path;
 * metrics ``ms_min``/``ms_mean``/``ms_median``/``ms_stddev`` of the timed path; for each path named in
   ``extra_info["paths"]`` its numbers under variant ``<name>:<path>`` (e.g. ``...:eager``, with ``peak_mb``
-  where measured); ``ratio`` and ``ratio_median`` (``speedup_*`` keys count as ``ratio``); and every entry of
+  where measured); ``ratio`` and ``ratio_median`` (``speedup_*`` keys count as ``ratio``) with the 95%
+  interval of ``ratio_median``, ``ratio_low``/``ratio_high``, where computed; ``target`` (the minimum ratio
+  of :data:`TARGETS`, where one applies); ``baseline_<measure>`` and ``fast_<measure>`` (e.g.
+  ``baseline_ms_median``): the two compared paths' numbers again under the benchmark's own variant, as
+  ``extra_info["compared"]`` names them, so that one run holds a whole comparison; and every entry of
   ``extra_info["metrics"]`` (see :mod:`benchmarks.speed.timing` for these conventions).
 
 Then it prints every ratio next to its target (:data:`TARGETS`). Ratios only mean something when both sides
@@ -65,9 +75,34 @@ def _module(bench: dict) -> str:
     return Path(bench["fullname"].split("::", 1)[0]).stem
 
 
+def device_label(extra: dict) -> str:
+    """The record's ``device``: ``"<device>: <hardware>; capability <capability>"`` (module docstring)."""
+    device = str(extra.get("device", "cpu"))
+    capability = extra.get("gpu") if device.startswith("cuda") else extra.get("cpu_capability")
+    label = f"{device}: {extra.get('hardware') or 'hardware not stated'}"
+    return f"{label}; capability {capability}" if capability else label
+
+
+def _compared(bench: dict) -> dict[str, float]:
+    """``baseline_<measure>``/``fast_<measure>`` from ``extra_info["compared"]`` and ``extra_info["paths"]``."""
+    extra = bench.get("extra_info", {})
+    compared = extra.get("compared")
+    if not compared:
+        return {}
+    measure, paths, out = compared["measure"], extra.get("paths", {}), {}
+    for role in ("baseline", "fast"):
+        path = compared[role]
+        if measure not in paths.get(path, {}):
+            raise ValueError(f"benchmark {bench['name']}: compared {role} path {path!r} has no {measure!r} in "
+                             f"extra_info['paths'] (paths: {sorted(paths)})")
+        out[f"{role}_{measure}"] = float(paths[path][measure])
+    return out
+
+
 def _ratios(extra: dict) -> dict[str, float]:
-    """``ratio``/``ratio_median`` of a benchmark; ``speedup_*`` keys (bench_scoring) are its ``ratio``."""
-    out = {k: float(extra[k]) for k in ("ratio", "ratio_median") if k in extra}
+    """``ratio``/``ratio_median`` (and its interval ``ratio_low``/``ratio_high``) of a benchmark;
+    ``speedup_*`` keys (older bench_scoring) are its ``ratio``."""
+    out = {k: float(extra[k]) for k in ("ratio", "ratio_median", "ratio_low", "ratio_high") if k in extra}
     speedups = [k for k in extra if k.startswith("speedup")]
     if len(speedups) > 1:
         raise ValueError(f"several speed-up keys {speedups}; expected at most one")
@@ -90,7 +125,7 @@ def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None =
     out: list[rec.Record] = []
     for bench in data["benchmarks"]:
         extra = bench.get("extra_info", {})
-        device = str(extra.get("device", "cpu"))
+        device = device_label(extra)
         common = dict(family="speed", dataset=str(extra.get("input", "unspecified")), split="bench",
                       protocol=_module(bench), step=None, seed=None, git_commit=commit, git_dirty=dirty,
                       config_hash=rec.config_hash({"benchmark": bench["fullname"], "params": bench.get("params")}),
@@ -99,6 +134,10 @@ def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None =
         name, stats = bench["name"], bench["stats"]
         timed = {f"ms_{k}": 1e3 * float(stats[k]) for k in ("min", "mean", "median", "stddev")}
         timed.update(_ratios(extra))
+        target = target_for(f"{_module(bench)}::{name}")
+        if target is not None:
+            timed["target"] = target[0]
+        timed.update(_compared(bench))
         timed.update({k: float(v) for k, v in extra.get("metrics", {}).items()})
         out += rec.make_records(common, timed, variant=name, run_id=f"{run_id}/{_module(bench)}::{name}")
         for path, numbers in extra.get("paths", {}).items():
@@ -120,7 +159,9 @@ def summary_rows(data: dict) -> list[dict[str, Any]]:
         verdict = "-" if target is None or ratio is None else ("meets" if ratio >= target[0] else "MISSES")
         paths = bench.get("extra_info", {}).get("paths", {})
         times = ", ".join(f"{p} {v['ms_min']:.1f} ms" for p, v in paths.items() if "ms_min" in v)
+        interval = (f"{ratios['ratio_low']:.2f}-{ratios['ratio_high']:.2f}" if "ratio_low" in ratios else None)
         rows.append({"benchmark": key, "ratio": ratio, "ratio (medians)": ratios.get("ratio_median"),
+                     "95% interval (medians)": interval,
                      "target": None if target is None else f">= {target[0]:g}", "verdict": verdict,
                      "compares": target[1] if target else bench.get("extra_info", {}).get("ratio_of", ""),
                      "timed paths (min)": times})

@@ -4,17 +4,24 @@ Side-by-side timing: a comparison benchmark times its *fast* path with pytest-be
 path in the ``setup`` hook of the same ``benchmark.pedantic`` call, i.e. interleaved round by round
 (baseline, fast, baseline, fast, ...). On a shared, noisy CPU both paths then see the same load, and the
 reported ratio -- baseline minimum / fast minimum -- compares like with like. Minima are used because
-contention only ever adds time; the ratio of medians is reported beside it.
+contention only ever adds time; the ratio of medians is reported beside it, with a 95% bootstrap interval
+(:func:`ratio_interval`: percentile interval of the ratio of medians over resampled rounds, by
+``scipy.stats.bootstrap``; rounds resampled in pairs where they were interleaved).
 
 Conventions for ``benchmark.extra_info`` (read by :mod:`benchmarks.speed.runner`):
 
 * ``paths``: ``{path name: {"ms_min", "ms_median", "ms_mean", "rounds"}}`` for every timed path;
+* ``compared``: ``{"baseline": path name, "fast": path name, "measure": "ms_median" | "peak_mb"}``: which
+  two paths the ratio compares and in which of their numbers (``ratio_median`` = baseline / fast in it);
 * ``ratio`` (and ``ratio_median``): a higher-is-better ratio of this benchmark (a speed-up or a memory
-  saving), ``ratio_of``: what it divides;
+  saving), ``ratio_of``: what it divides; ``ratio_low``/``ratio_high``: the 95% interval of
+  ``ratio_median`` (:func:`ratio_interval`; absent with fewer than 2 rounds a path);
 * ``metrics``: other numbers, ``{metric name: value}`` (e.g. ``peak_mb``, ``patches_per_s``);
 * ``input``: what one timed call processes, as a shape ``NxCxHxW`` (e.g. ``1x3x256x256``; synthetic
   tensors), stored as the record's ``dataset``;
-* ``device``, ``torch_threads``, ``torch_version``, ``cpu``: where it ran.
+* ``device``, ``hardware`` (:func:`hinet.hardware.describe` of the device), ``cpu_capability``
+  (``torch.backends.cpu.get_cpu_capability()``), ``gpu`` (CUDA: model and compute capability),
+  ``torch_threads``, ``torch_version``, ``cpu``: where it ran (:func:`environment`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from scipy import stats
+
+from hinet import hardware
+
+
+def status_kb() -> dict[str, int]:
+    """VmRSS / VmHWM of this process in kB, from /proc/self/status (Linux; peak-memory benchmarks)."""
+    out = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key = line.split(":", 1)[0]
+        if key in ("VmRSS", "VmHWM"):
+            out[key] = int(line.split()[1])
+    return out
 
 
 def cpu_model() -> str:
@@ -41,9 +62,52 @@ def cpu_model() -> str:
 
 
 def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Where a benchmark ran: device, torch threads and version, CPU model and logical core count."""
-    return {"device": str(device), "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
+    """Where a benchmark ran: device, its :func:`hinet.hardware.describe` line (``hardware``), torch's CPU
+    capability (``cpu_capability``, e.g. ``AVX2``), on CUDA the GPU model and compute capability (``gpu``),
+    torch threads and version, CPU model and logical core count. Call it while the benchmark's thread
+    setting is in force: ``hardware`` names the thread count."""
+    dev = torch.device(device)
+    info: dict[str, Any] = {"device": str(dev), "hardware": hardware.describe(dev),
+                            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if dev.type == "cuda":
+        gpu = hardware.cuda_info(dev)
+        info["gpu"] = f"{gpu.name} (sm_{gpu.capability[0]}{gpu.capability[1]})"
+    return {**info, "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
             "cpu": cpu_model(), "cpu_count": os.cpu_count()}
+
+
+def _ratio_of_medians(baseline: np.ndarray, fast: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.median(baseline, axis=axis) / np.median(fast, axis=axis)
+
+
+def ratio_interval(baseline_s: list[float], fast_s: list[float], *, paired: bool,
+                   confidence: float = 0.95, resamples: int = 2000) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of median(baseline) / median(fast) (``scipy.stats.bootstrap``, seed 0).
+
+    ``paired``: the rounds were interleaved (round i of each path ran back to back, under the same load),
+    so they are resampled together; else each path's rounds are resampled on their own. None when a path
+    has fewer than 2 rounds. With few rounds the interval is coarse (the median of a resample takes only a
+    few values), never narrower than the spread of the rounds warrants.
+    """
+    b, f = np.asarray(baseline_s, dtype=float), np.asarray(fast_s, dtype=float)
+    if len(b) < 2 or len(f) < 2:
+        return None
+    if paired and len(b) != len(f):
+        raise ValueError(f"paired rounds need equal counts, got {len(b)} baseline and {len(f)} fast")
+    result = stats.bootstrap((b, f), _ratio_of_medians, paired=paired, vectorized=True, method="percentile",
+                             confidence_level=confidence, n_resamples=resamples, rng=np.random.default_rng(0))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def ratio_info(baseline_s: list[float], fast_s: list[float], *, paired: bool) -> dict[str, float]:
+    """``ratio`` (of minima), ``ratio_median`` and, where computable, ``ratio_low``/``ratio_high`` (95%
+    :func:`ratio_interval` of ``ratio_median``) of baseline and fast durations (any one unit)."""
+    out = {"ratio": min(baseline_s) / min(fast_s),
+           "ratio_median": statistics.median(baseline_s) / statistics.median(fast_s)}
+    interval = ratio_interval(baseline_s, fast_s, paired=paired)
+    if interval is not None:
+        out["ratio_low"], out["ratio_high"] = interval
+    return out
 
 
 def summary_ms(seconds: list[float]) -> dict[str, float]:
@@ -74,11 +138,11 @@ def compare(benchmark, fast: Callable[[], Any], baseline: Callable[[], Any], *, 
 
     benchmark.pedantic(fast, setup=time_baseline, rounds=rounds, iterations=1)
     fast_s = list(benchmark.stats.stats.data)
-    ratio = min(baseline_s) / min(fast_s)
-    ratio_median = statistics.median(baseline_s) / statistics.median(fast_s)
+    ratios = ratio_info(baseline_s, fast_s, paired=True)
     benchmark.extra_info.update(environment(device))
     benchmark.extra_info.update(info)
     benchmark.extra_info["paths"] = {baseline_name: summary_ms(baseline_s), fast_name: summary_ms(fast_s)}
-    benchmark.extra_info.update(ratio=ratio, ratio_median=ratio_median,
-                                ratio_of=f"{baseline_name} time / {fast_name} time")
-    return {"ratio": ratio, "ratio_median": ratio_median, "fast_min_s": min(fast_s), "baseline_min_s": min(baseline_s)}
+    benchmark.extra_info["compared"] = {"baseline": baseline_name, "fast": fast_name, "measure": "ms_median"}
+    benchmark.extra_info.update(ratios, ratio_of=f"{baseline_name} time / {fast_name} time")
+    return {"ratio": ratios["ratio"], "ratio_median": ratios["ratio_median"], "fast_min_s": min(fast_s),
+            "baseline_min_s": min(baseline_s)}

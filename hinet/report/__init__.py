@@ -34,12 +34,14 @@ import pandas as pd
 
 from ..errors import ArgumentParser, run_command
 from ..published import PUBLISHED_COLUMNS, PUBLISHED_DIR, load_published, paper_points
-from ..records import read_records
+from ..records import image_store, read_image_metrics, read_records
 from .figures import (
     DPI,
     ablation_figure,
     comparison_grid,
     curves_figure,
+    difference_curves_figure,
+    forest_figure,
     macs_figure,
     speed_figure,
     tune_figures,
@@ -69,6 +71,7 @@ from .tables import (
     speed_table,
     write_table,
 )
+from .verdicts import VERDICT_SHOWN, family_verdicts, verdict_caption
 
 __all__ = [
     "DPI", "EVAL_SPLITS", "NON_ABLATION_FAMILIES", "NOT_COMPARABLE", "OUTPUTS", "Output", "PAPER_RECIPES",
@@ -116,8 +119,9 @@ OUTPUTS: tuple[Output, ...] = (
            f"psnr/ssim of checkpoint_eval/speed records that are synthetic or not recipe eval ({NOT_COMPARABLE})",
            "when such records exist"),
     Output("tables/speed.{md,csv,tex}",
-           "mean, std, 95% CI and n of each speed metric (ms_*, ratio, peak_mb, ...) per "
-           "dataset(input)/protocol(benchmark module)/device/variant", "when family speed records exist"),
+           "one row per speed comparison and invocation: what, baseline and fast path (labels), their medians, "
+           "ratio with its 95% bootstrap interval, target, whether it is met, device and capability",
+           "when family speed records exist"),
     Output("tables/optuna_<study>.csv", "one row per trial of an Optuna study (parameters, state, value)",
            "by hinet.tune at the end of every worker, or --report-only", writer="hinet.tune"),
     Output("tables/<stem>.{md,csv,tex}",
@@ -125,6 +129,20 @@ OUTPUTS: tuple[Output, ...] = (
            "mean PSNR with the 95% t-interval half-width over seeds, mean SSIM, the mean paired PSNR difference "
            "from the reference variant (full, else the alphabetically first) with the paired t-test p-value, "
            "params (M) and GMACs", "per (family, dataset, kind) with final val/test psnr/ssim"),
+    Output("tables/verdicts_<stem>.{md,csv,tex}",
+           "the verdict of every variant against the family's reference (hinet.report.verdicts): per set, "
+           "protocol and metric at the last common validation step, the mean paired difference over seeds x "
+           "images with its 95% interval, Holm p, TOST against the margin, minimum detectable effect, seeds "
+           "needed, the seed/image variance split and the verdict in words", "per (family, dataset, kind) with "
+           "per-image results"),
+    Output("figures/forest_<stem>.png", "forest plot of the verdicts: differences with intervals, the ±delta "
+           "margin shaded, verdict colours", "with every verdict table"),
+    Output("figures/differences_<stem>.png", "paired difference from the reference at every validation step "
+           "(95% band, ±delta shaded), * where significant (Holm within the step)",
+           "with every verdict table whose runs validated at several steps"),
+    Output("tables/provenance.{md,csv,tex}",
+           "which code made the records: per family, recipe kind and git commit, the number of runs and records, "
+           "whether the tree was dirty, the torch version and the time span of the writes", "always"),
     Output("figures/ablation_<stem>.png", "final PSNR and SSIM per variant with 95% t-intervals (point plot)",
            "with every ablation table"),
     Output("figures/psnr_vs_macs_<stem>.png",
@@ -134,8 +152,8 @@ OUTPUTS: tuple[Output, ...] = (
     Output("figures/curves_<stem>.png",
            "every train metric (loss, lr, images_per_s, ...) and validation metric (psnr, ssim) against step, "
            "mean over seeds with a 95% band, hue = variant", "per (family, kind) with train/val records at steps"),
-    Output("figures/speed.png", "bars of the speed-up ratios and peak memory per variant (hue = device), "
-           "95% t-intervals", "when family speed records exist"),
+    Output("figures/speed.png", "horizontal bars of the speed table's ratios with their 95% bootstrap "
+           "intervals and targets, one panel per device", "when family speed records exist"),
     Output("figures/comparison.png", "visual grid: rows = images; columns = input, each variant, ground truth",
            "when <images>/ holds input/ and target/"),
     Output("figures/comparison_<name>.png", "the same grid for <images>/<name>/",
@@ -173,6 +191,7 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
 
     final = final_quality(records)
     runs = run_table(final, records)
+    per_image = _per_image(records_dir)
     ablation = runs[~runs["family"].isin(NON_ABLATION_FAMILIES)]
     # every val/test psnr/ssim is considered; earlier steps are superseded by the final one by design
     used |= records["metric"].isin(QUALITY) & records["split"].isin(EVAL_SPLITS)
@@ -187,6 +206,9 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
             rows = table.assign(eval=table["split"] + " / " + table["protocol"])
             written.append(macs_figure(rows, title, figures / f"psnr_vs_macs_{name}.png",
                                        paper_points(published, dataset), same_axes=is_paper_kind(synthetic, recipe)))
+        if per_image is not None:
+            written += _verdicts(per_image[per_image["run_id"].isin(set(fam["run_id"]))], name, title, recipe,
+                                 tables, figures)
 
     curve_mask = (~records["family"].isin(NON_ABLATION_FAMILIES) & records["split"].isin(["train", "val"])
                   & records["step"].notna().astype(bool) & ~size_mask(records))
@@ -204,13 +226,19 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
         written += write_table(not_comparable_table(other), tables, "eval_not_comparable", NOT_COMPARABLE_TITLE,
                                NOT_COMPARABLE_CAPTION)
 
+    written += write_table(provenance(records), tables, "provenance", "Provenance of the records",
+                           "Per family, recipe kind and git commit of the code that wrote them (git_dirty: the "
+                           "checkout had uncommitted changes outside results/ and runs/).")
+
     speed = records["family"] == SPEED
     used |= speed
     if speed.any():
         written += speed_report(records[speed], tables, figures)
 
     images = Path(images_dir) if images_dir is not None else Path(out_dir) / "images"
-    if images_dir is not None or images.is_dir():
+    if images_dir is not None and not images.is_dir():
+        raise FileNotFoundError(f"--images {images}: no such folder of comparison images")
+    if images.is_dir():
         if (images / "input").is_dir():
             written.append(comparison_grid(images, figures / "comparison.png"))
         else:
@@ -222,6 +250,42 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
         warnings.warn(f"build_report: {int((~used).sum())} records feed no table or figure: {left.to_dict()}",
                       stacklevel=2)
     return sorted(written)
+
+
+def provenance(records: pd.DataFrame) -> pd.DataFrame:
+    """Per (family, recipe, git commit): runs, records, dirty, torch version(s), first and last write."""
+    g = records.groupby(["family", "recipe", "git_commit"], sort=True).agg(
+        runs=("run_id", "nunique"), records=("value", "size"), dirty=("git_dirty", "any"),
+        torch=("torch_version", lambda s: ", ".join(sorted(set(s)))), first=("time", "min"),
+        last=("time", "max")).reset_index()
+    for col in ("first", "last"):
+        g[col] = g[col].dt.strftime("%Y-%m-%d %H:%M UTC")
+    return g
+
+
+def _per_image(records_dir: str | Path) -> pd.DataFrame | None:
+    """Every per-image result that belongs with the records (None when there are none)."""
+    root = Path(records_dir)
+    root = root if root.is_dir() else image_store(root)
+    if not root.is_dir() or not any(root.rglob("*.parquet")):
+        return None
+    return read_image_metrics(root)
+
+
+def _verdicts(per_image: pd.DataFrame, name: str, title: str, recipe: str, tables: Path, figures: Path) -> list[Path]:
+    """The verdict table, forest plot and differences-over-training figure of one ablation block."""
+    if per_image.empty or per_image["variant"].nunique() < 2:
+        return []
+    final, per_step = family_verdicts(per_image, recipe)
+    if final.empty:
+        return []
+    out = write_table(final[VERDICT_SHOWN], tables, f"verdicts_{name}", f"Verdicts: {title}",
+                      verdict_caption(recipe, final))
+    out.append(forest_figure(final, f"Verdicts: {title}", figures / f"forest_{name}.png"))
+    if len(per_step):
+        out.append(difference_curves_figure(per_step, f"Differences over training: {title}",
+                                            figures / f"differences_{name}.png"))
+    return out
 
 
 def format_outputs() -> str:

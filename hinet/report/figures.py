@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; never open a window
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -160,19 +161,55 @@ def comparison_grid(image_dir: str | Path, out_path: str | Path, title: str | No
 
 
 def speed_figure(records: pd.DataFrame, path: Path) -> Path:
-    """Horizontal bars of the headline speed metrics (speed-up ``ratio``, ``peak_mb``; else every metric),
-    one panel per dataset and metric, hue = device, 95% t-intervals. ``records``: family 'speed' rows."""
-    shown = [m for m in ("ratio", "peak_mb") if m in set(records["metric"])] or sorted(set(records["metric"]))
-    data = records[records["metric"].isin(shown)]
-    data = data.assign(panel=data["dataset"] + " | " + data["metric"])
-    rows = data["variant"].nunique()
-    g = sns.catplot(data=data, y="variant", x="value", hue="device", col="panel", kind="bar", orient="h",
-                    errorbar=_CI, sharex=False, sharey=False, height=max(3.0, 0.35 * rows), aspect=1.4)
-    for ax in g.axes.flat:
-        ax.tick_params(axis="y", labelsize=7)
-    g.set_titles("{col_name}")
-    g.figure.suptitle("Speed: ratios (baseline time / fast time) and peak memory (MB), 95% t-intervals", y=1.03)
-    return save(g.figure, path)
+    """Horizontal bars of the speed suite's ratios, one per row of :func:`hinet.report.tables.speed_table`
+    (its human labels): ratio = baseline / fast of the medians (log axis, higher is better), the 95%
+    bootstrap interval as error bar, the target as a red tick, 1 (no gain) as a dashed line. The title
+    names the device (and capability) most rows ran on; rows of another device name theirs.
+    ``records``: family 'speed' rows."""
+    from .tables import speed_table
+
+    table = speed_table(records)
+    if table.empty:  # e.g. only a path timed alone: say so rather than fail the whole report
+        fig, ax = plt.subplots(figsize=(6.0, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no speed record holds a ratio (metric ratio/ratio_median)", ha="center", va="center")
+        return save(fig, path)
+    where = table["device"] + " (capability " + table["capability"] + ")"
+    common = where.mode().iloc[0]  # the device most rows ran on names the figure; others are named per row
+    several = table["what"].duplicated(keep=False)  # one comparison in several invocations: add the time
+    labels = [w + (f" ({m})" if dup else "") + ("" if d == common else f"\n[{d}]")
+              for w, m, dup, d in zip(table["what"], table["measured"], several, where)]
+    fig, ax = plt.subplots(figsize=(9.5, max(2.0, 0.5 * len(table) + 1.2)))
+    y = np.arange(len(table))[::-1]  # first row on top
+    ratio = table["ratio"].to_numpy(float)
+    low = np.where(table["ratio_low"].isna(), ratio, table["ratio_low"].to_numpy(float))
+    high = np.where(table["ratio_high"].isna(), ratio, table["ratio_high"].to_numpy(float))
+    target = table["target"].to_numpy(float)
+    colors = ["tab:green" if m == "yes" else "tab:red" if m == "no" else "tab:blue" for m in table["meets target"]]
+    ax.barh(y, ratio - 1.0, left=1.0, color=colors, alpha=0.7, height=0.6)  # from 1 (no gain) to the ratio
+    ax.errorbar(ratio, y, xerr=[ratio - low, high - ratio], fmt="none", ecolor="black", capsize=3, lw=1)
+    has_target = ~np.isnan(target)
+    ax.scatter(target[has_target], y[has_target], marker="|", s=500, color="red", linewidths=2.5, zorder=3)
+    ax.axvline(1.0, color="grey", ls="--", lw=1)
+    for yi, r, lo, hi in zip(y, ratio, low, high):
+        text = f"{r:.2f}" if lo == hi else f"{r:.2f} [{lo:.2f}, {hi:.2f}]"
+        ax.annotate(text, (max(r, hi, 1.0), yi), xytext=(5, -3), textcoords="offset points", fontsize=7)
+    values = np.concatenate([low, high, target[has_target], [1.0]])
+    lo_x, hi_x = values.min() / 1.15, values.max() * 1.8  # room for the annotations
+    ax.set_xscale("log")
+    ax.set_xlim(lo_x, hi_x)
+    fine = (0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5, 10)
+    coarse = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+    ax.set_xticks([v for v in (fine if hi_x / lo_x < 20 else coarse) if lo_x <= v <= hi_x])
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.set_xlabel("ratio baseline / fast of the medians (log scale; > 1: the fast path wins)", fontsize=8)
+    ax.set_title(f"Speed on {common}\nratio of medians, 95% bootstrap interval over rounds, red tick = target\n"
+                 "green / red = the whole interval meets / misses it, blue = unclear or no target", fontsize=9)
+    fig.tight_layout()
+    return save(fig, path)
 
 
 def tune_figures(study: optuna.Study, out_dir: str | Path) -> list[Path]:
@@ -222,3 +259,71 @@ def tune_figures(study: optuna.Study, out_dir: str | Path) -> list[Path]:
         fig.tight_layout()
         written.append(save(fig, out_dir / "figures" / f"{stem}_{name}.png", dpi=120))
     return written
+
+
+VERDICT_COLOURS = {"costs": "#c0392b", "gains": "#2471a3", "equivalent": "#229954", "inconclusive": "#7f8c8d"}
+
+
+def _verdict_kind(text: str) -> str:
+    return next((k for k in VERDICT_COLOURS if text.startswith(k)), "inconclusive")
+
+
+def forest_figure(final: pd.DataFrame, title: str, path: Path) -> Path:
+    """Forest plot of the verdict table: each variant's paired difference from the reference with its 95%
+    interval, the ±delta equivalence band shaded, points coloured by verdict; one panel per (set, protocol,
+    metric)."""
+    panels = list(final.groupby(["set", "protocol", "metric"], sort=True))
+    height = sum(0.45 * len(b) + 1.3 for _, b in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, height), squeeze=False)
+    for ax, ((name, protocol, metric), block) in zip(axes[:, 0], panels):
+        block = block.reset_index(drop=True)
+        delta = float(block["delta"].iloc[0])
+        ax.axvspan(-delta, delta, color="#d5f5e3", zorder=0, label=f"±{delta:g} equivalence margin")
+        ax.axvline(0, color="black", lw=0.8)
+        y = np.arange(len(block))[::-1]
+        for yi, (_, r) in zip(y, block.iterrows()):
+            colour = VERDICT_COLOURS[_verdict_kind(str(r["verdict"]))]
+            ax.errorbar(r["difference"], yi, xerr=[[r["difference"] - r["ci_low"]], [r["ci_high"] - r["difference"]]],
+                        fmt="o", color=colour, capsize=3)
+        ax.set_yticks(y)
+        ax.set_yticklabels([f"{v}: {t}" for v, t in zip(block["variant"], block["verdict"])], fontsize=7)
+        unit = " (dB)" if metric == "psnr" else ""
+        ax.set_xlabel(f"{metric.upper()} difference from {block['reference'].iloc[0]}{unit}, 95% interval")
+        step = block["step"].iloc[0]
+        ax.set_title(f"{name} | {protocol} | {metric}" + ("" if pd.isna(step) else f" | step {int(step)}"),
+                     fontsize=9)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in VERDICT_COLOURS.items()]
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0.0))
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def difference_curves_figure(per_step: pd.DataFrame, title: str, path: Path) -> Path:
+    """Paired difference from the reference at every validation step (95% interval band, ±delta shaded),
+    with a marker at each step where the difference is significant (Holm within the step)."""
+    panels = list(per_step.groupby(["set", "protocol", "metric"], sort=True))
+    ncols = min(2, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.2 * ncols, 3.6 * nrows), squeeze=False)
+    palette = dict(zip(sorted(per_step["variant"].unique()), sns.color_palette(n_colors=per_step["variant"].nunique())))
+    for ax, ((name, protocol, metric), block) in zip(axes.flat, panels):
+        delta = float(block["delta"].iloc[0])
+        ax.axhspan(-delta, delta, color="#d5f5e3", zorder=0)
+        ax.axhline(0, color="black", lw=0.8)
+        for variant, v in block.groupby("variant"):
+            v = v.sort_values("step")
+            colour = palette[variant]
+            ax.plot(v["step"], v["difference"], color=colour, label=variant)
+            ax.fill_between(v["step"].astype(float), v["ci_low"], v["ci_high"], color=colour, alpha=0.18)
+            sig = v[v["significant"].astype(bool)]
+            ax.scatter(sig["step"], sig["difference"], color=colour, marker="*", s=70, zorder=3)
+        ax.set(xlabel="step", ylabel=f"{metric} difference" + (" (dB)" if metric == "psnr" else ""),
+               title=f"{name} | {protocol} | {metric}")
+        ax.title.set_fontsize(9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7, title="* significant (Holm)", title_fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)

@@ -15,13 +15,17 @@ import pandas as pd
 
 from ..atomic import atomic_write_text, replacing
 from .labels import NOT_COMPARABLE, is_paper_kind, kind_label
-from .statistics import QUALITY, ci_half, variant_stats
+from .speed_labels import MEASURES, comparison_labels, split_device
+from .statistics import QUALITY, variant_stats
 
 #: Display format of each numeric column in ``.md`` / ``.tex`` (the ``.csv`` keeps full precision).
 NUMBER_FORMATS = {"psnr_mean": "{:.2f}", "psnr_ci95": "{:.2f}", "ssim_mean": "{:.4f}", "delta_psnr": "{:+.3f}",
                   "p_value": "{:.3g}", "params_m": "{:.4g}", "gmacs": "{:.4g}", "ours": "{:.4f}",
                   "published": "{:.4f}", "difference": "{:+.4f}", "mean": "{:.4g}", "std": "{:.3g}",
-                  "ci95": "{:.3g}"}
+                  "ci95": "{:.3g}", "ci_low": "{:+.4f}", "ci_high": "{:+.4f}", "p_holm": "{:.3g}", "tost_p": "{:.3g}",
+                  "mde": "{:.4f}", "seeds_needed": "{:.0f}", "var_seed": "{:.3g}", "var_image": "{:.3g}",
+                  "delta": "{:g}", "baseline": "{:.1f}", "fast": "{:.1f}", "ratio": "{:.2f}",
+                  "ratio_low": "{:.2f}", "ratio_high": "{:.2f}", "target": "{:g}"}
 
 
 def _display(df: pd.DataFrame) -> pd.DataFrame:
@@ -117,17 +121,63 @@ NOT_COMPARABLE_TITLE = f"Evaluations on synthetic data or non-eval recipes ({NOT
 NOT_COMPARABLE_CAPTION = "Checkpoint-evaluation psnr/ssim that are synthetic or not real-checkpoint evaluations."
 
 
+#: Columns of :func:`speed_table`, in order.
+SPEED_COLUMNS = ("what", "baseline path", "fast path", "unit", "baseline", "fast", "ratio", "ratio_low",
+                 "ratio_high", "target", "meets target", "device", "capability", "measured")
+
+
+def _meets(ratio: float, low: float, high: float, target: float) -> str:
+    """``yes``/``no`` when the whole 95% interval (else the ratio itself) is on one side of the target,
+    ``unclear`` when the interval straddles it, ``-`` without a target."""
+    if pd.isna(target):
+        return "-"
+    low, high = (ratio, ratio) if pd.isna(low) or pd.isna(high) else (low, high)
+    return "yes" if low >= target else "no" if high < target else "unclear"
+
+
 def speed_table(records: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std, 95% t-interval half-width and count of each speed metric over repeated measurements:
-    columns input (synthetic tensors / real data), dataset, protocol, device, variant, metric, n, mean,
-    std, ci95."""
-    keys = ["dataset", "protocol", "device", "variant", "metric"]
-    summary = (records.groupby([*keys, "synthetic"])["value"]
-               .agg(n="count", mean="mean", std="std", ci95=ci_half)
-               .reset_index())
-    summary.insert(0, "input", np.where(summary.pop("synthetic"), "synthetic tensors", "real data"))
-    return summary
+    """One row per comparison of the speed suite and invocation (family 'speed' records, the runner's
+    convention: ``benchmarks/speed/runner.py``): columns :data:`SPEED_COLUMNS`.
+
+    ``what``/``baseline path``/``fast path`` are the labels of :mod:`hinet.report.speed_labels`; ``baseline``
+    and ``fast`` are the compared paths' medians over rounds in ``unit`` (ms per call; MB of peak memory
+    for the tiling benchmark); ``ratio`` = baseline / fast of those medians (higher is better; the ratio of
+    minima where no median was recorded) with its 95% bootstrap interval ``ratio_low``..``ratio_high``
+    (rounds resampled, in pairs where the two paths were timed interleaved; NaN with one round); ``target``
+    the runner's minimum ratio; ``meets target`` from the interval (:func:`_meets`); ``device`` the hardware
+    description and ``capability`` ``torch.backends.cpu.get_cpu_capability()`` (CPU) or the GPU model;
+    ``measured`` the invocation's UTC time. Benchmarks without a ratio (a path timed alone) have no row.
+    """
+    rows = []
+    bench = records[~records["variant"].str.contains(":", regex=False)]  # "<name>:<path>" rows are paths
+    invocation = bench["run_id"].str.split("/", n=1).str[0]
+    for (_, protocol, variant, device), block in bench.groupby([invocation, "protocol", "variant", "device"],
+                                                              sort=False):
+        values = dict(zip(block["metric"], block["value"]))
+        if "ratio" not in values and "ratio_median" not in values:
+            continue
+        order, what, baseline, fast = comparison_labels(str(protocol), str(variant))
+        measure = next((m for m in MEASURES if f"baseline_{m}" in values), None)
+        ratio = values.get("ratio_median", values.get("ratio"))
+        low, high = values.get("ratio_low", np.nan), values.get("ratio_high", np.nan)
+        target = values.get("target", np.nan)
+        hardware, capability = split_device(str(device))
+        rows.append({"_order": order, "what": what, "baseline path": baseline, "fast path": fast,
+                     "unit": MEASURES[measure] if measure else "not recorded",
+                     "baseline": values.get(f"baseline_{measure}", np.nan),
+                     "fast": values.get(f"fast_{measure}", np.nan), "ratio": ratio, "ratio_low": low,
+                     "ratio_high": high, "target": target, "meets target": _meets(ratio, low, high, target),
+                     "device": hardware, "capability": capability,
+                     "measured": block["time"].min().strftime("%Y-%m-%d %H:%M UTC")})
+    if not rows:
+        return pd.DataFrame(columns=list(SPEED_COLUMNS))
+    table = pd.DataFrame(rows).sort_values(["_order", "what", "measured"], kind="stable")
+    return table[list(SPEED_COLUMNS)].reset_index(drop=True)
 
 
-SPEED_CAPTION = ("Mean, std, 95% t-interval half-width and count of each speed metric over repeated "
-                 "measurements; timings do not depend on image content.")
+SPEED_CAPTION = ("One row per comparison: baseline and fast are medians over rounds (ms per call; MB for peak "
+                 "memory); ratio = baseline / fast (higher is better) with a 95% bootstrap interval over rounds "
+                 "(low..high); meets target = the whole interval is at or above it (unclear: it straddles the "
+                 "target). Both paths ran in the same invocation; capability = "
+                 "torch.backends.cpu.get_cpu_capability() or the GPU model. Synthetic inputs: timings do not "
+                 "depend on image content.")
