@@ -87,7 +87,9 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="nox -s ablate --", description=__doc__.split("\n\n")[0])
+    from hinet.errors import ArgumentParser  # usage errors in one line
+
+    p = ArgumentParser(prog="nox -s ablate --", description=__doc__.split("\n\n")[0])
     p.add_argument("--family", default="components", choices=sorted(FAMILIES))
     p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
                    help="default: the family's task (components -> sidd)")
@@ -130,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(a: argparse.Namespace) -> int:
+    for flag, value, least in (("--parallel", a.parallel, 1), ("--gpus-per-run", a.gpus_per_run, 1),
+                               ("--loader-workers", a.loader_workers, 0), ("--images", a.images, 0),
+                               ("--slurm-time", a.slurm_time, 1)):
+        if value is not None and value < least:
+            raise UserError(f"{flag} {value}: expected a number >= {least}")
     if not a.until_verdict and (a.budget is not None):
         raise UserError("--budget applies only with --until-verdict")
     dataset = a.dataset or TASKS[family(a.family).TASK].dataset

@@ -154,6 +154,8 @@ def _load_failure(path: Path, err: BaseException) -> CheckpointError:
             return CheckpointError(f"{path}: holds a Python object ({found[1]}) that a safe (weights-only) load "
                                    "refuses; expected tensors in dicts/lists, as torch.save of a state_dict writes")
         return CheckpointError(f"{path}: not a PyTorch checkpoint (cannot be unpickled: {_first_sentence(detail)})")
+    if isinstance(err, UnicodeDecodeError):  # torch's legacy reader decodes random leading bytes as text
+        return CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a pickle)")
     if isinstance(err, IsADirectoryError):
         return CheckpointError(f"{path}: is a folder; expected a checkpoint file (.pth)")
     if isinstance(err, OSError):  # the file opened fine (read_checkpoint tried): torch seeked to a bogus offset

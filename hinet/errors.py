@@ -13,6 +13,7 @@ entry points wrap their body in :func:`run_command`.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
@@ -32,6 +33,14 @@ class UserError(ValueError):
 # Raised by the library with messages written for the user (file or field named). Anything else is a bug.
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ValueError, FileNotFoundError, PermissionError,
                                                  IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` whose usage errors are one line too: ``<prog>: error: <message>`` and exit
+    code 2, without the usage block (``--help`` prints it). Sub-command parsers inherit the class."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(USAGE, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
 
 
 def debug_requested(argv: list[str] | None = None) -> bool:
@@ -60,6 +69,18 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def clear_progress_bars() -> None:
+    """Close every tqdm bar still open (a command stopped mid-loop), erasing it from the terminal, so that
+    the error line is the only thing left on screen. Does nothing when tqdm was never imported."""
+    if "tqdm" not in sys.modules:
+        return
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.leave = False
+        bar.close()
+
+
 def run_command(prog: str, body: Callable[[], int | None], argv: list[str] | None = None) -> int:
     """Run a command's ``body``; user errors become ``<prog>: error: <one line>`` and exit code 2.
 
@@ -69,11 +90,13 @@ def run_command(prog: str, body: Callable[[], int | None], argv: list[str] | Non
     try:
         code = body()
     except KeyboardInterrupt:
+        clear_progress_bars()
         print(f"{prog}: interrupted", file=sys.stderr)
         return INTERRUPTED
     except SystemExit:
         raise
     except USER_ERRORS as err:
+        clear_progress_bars()
         if debug_requested(argv):
             traceback.print_exc()
         print(f"{prog}: error: {one_line(err)}", file=sys.stderr)

@@ -25,7 +25,6 @@ cores x FMA units x SIMD lanes x 2 flops x clock; the FMA unit count is an assum
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -35,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError, run_command
+from .errors import ArgumentParser, UserError, run_command
 
 __all__ = [
     "CPUInfo",
@@ -403,7 +402,7 @@ def roofline(shapes: tuple[str, ...] = DEFAULT_SHAPES, *, fma_units: int = 2, mh
 
 # ----------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m hinet.hardware", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m hinet.hardware", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--json", action="store_true", help="print the device description as JSON")
     p.add_argument("--roofline", action="store_true", help="measure fp32 3x3 convolution GFLOP/s against the peak")
@@ -421,7 +420,10 @@ def main(argv: list[str] | None = None) -> int:
             if a.threads < 1:
                 raise UserError(f"--threads {a.threads}: expected a positive count")
             torch.set_num_threads(a.threads)
-        info = device_info(a.device)
+        try:
+            info = device_info(a.device)
+        except UserError as err:  # "device cuda: ..." -> "--device cuda: ...": the option the user gave
+            raise UserError(f"--{err}" if str(err).startswith("device ") else str(err)) from None
         if a.json:
             print(json.dumps({"describe": info.describe(), **asdict(info)}))
         else:

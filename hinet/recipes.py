@@ -85,6 +85,8 @@ class Recipe:
             raise bad("val_limit", "expected None (every image) or a positive number of images per set")
         if not 0 <= self.warmup_iters < self.total_iters:
             raise bad("warmup_iters", "expected 0 <= warmup_iters < total_iters")
+        if not self.lr > 0:  # checked before eta_min, so that --recipe-set lr=-1 is blamed on lr
+            raise bad("lr", "expected a positive learning rate")
         if not 0 <= self.eta_min <= self.lr:
             raise bad("eta_min", "expected 0 <= eta_min <= lr")
         if self.grad_clip <= 0:

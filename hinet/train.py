@@ -743,7 +743,9 @@ SPEC_FLAGS = ("recipe", "preset", "seed", "data", "train_crops", "iters", "preci
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m hinet.train", description=__doc__.split("\n\n")[0],
+    from .errors import ArgumentParser  # usage errors in one line
+
+    p = ArgumentParser(prog="python -m hinet.train", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--spec", default=None, help="a complete run spec (JSON of RunSpec.to_dict()); excludes the\n"
                    "spec flags below (--recipe ... --model-set)")
@@ -803,6 +805,10 @@ def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
 
     def body() -> int:
+        for flag, value, least in (("--workers", a.workers, 0), ("--ckpt-every", a.ckpt_every, 1),
+                                   ("--micro-batch", a.micro_batch, 1), ("--images-limit", a.images_limit, 0)):
+            if value is not None and value < least:
+                raise UserError(f"{flag} {value}: expected a number >= {least}")
         spec = resolve_spec(a)
         metrics = train(spec, a.run_dir, resume=a.resume, device=a.device, workers=a.workers,
                         micro_batch=a.micro_batch, ckpt_every=a.ckpt_every, records_path=a.records,

@@ -60,7 +60,9 @@ from pathlib import Path
 
 import optuna
 
+from .atomic import ensure_dir
 from .config import HINetConfig, preset
+from .errors import ArgumentParser, UserError, run_command
 from .evaluate import DEFAULT_PROTOCOLS, protocol
 from .losses import LOSSES
 from .recipes import RECIPES, Recipe, proxy
@@ -72,7 +74,7 @@ from .tasks import TASK_NAMES, TASKS
 LOSS_WEIGHTS = {"psnr": 0.5, "l1": 1.0, "charbonnier": 1.0}
 
 
-class StudyMismatchError(ValueError):
+class StudyMismatchError(UserError):
     """An existing study was created with other settings (recipe, iterations, data or search space)."""
 
 
@@ -95,29 +97,32 @@ class SearchSpace:
     norm_ratio: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     loss: tuple[str, ...] = ("psnr", "l1", "charbonnier")
 
-    def check(self, depth: int) -> None:
-        """Raise ``ValueError`` naming the field when a choice cannot build a valid proxy run."""
+    def check(self, depth: int, label: Callable[[str], str] = lambda name: f"SearchSpace.{name}") -> None:
+        """Raise ``ValueError`` naming the field when a choice cannot build a valid proxy run.
+
+        ``label(field)`` is how the field is named in the message (the command line passes ``--<field>``)."""
         lo, hi = self.lr
         if not 0 < lo <= hi:
-            raise ValueError(f"SearchSpace.lr={self.lr}: expected 0 < low <= high")
+            raise ValueError(f"{label('lr')} {lo:g} {hi:g}: expected 0 < low <= high")
         for name in ("batch", "crop", "width", "norm_ratio", "loss"):
             if not getattr(self, name):
-                raise ValueError(f"SearchSpace.{name}: expected at least one choice")
+                raise ValueError(f"{label(name)}: expected at least one choice")
         if any(b < 1 for b in self.batch):
-            raise ValueError(f"SearchSpace.batch={self.batch}: expected positive batch sizes")
+            raise ValueError(f"{label('batch')}={list(self.batch)}: expected positive batch sizes")
         multiple = 2 ** (depth - 1)
         if any(c < multiple or c % multiple for c in self.crop):
-            raise ValueError(f"SearchSpace.crop={self.crop}: expected multiples of {multiple} (depth {depth})")
+            raise ValueError(f"{label('crop')}={list(self.crop)}: expected multiples of {multiple} (depth {depth})")
         if any(r < 0 or r > 1 for r in self.norm_ratio):
-            raise ValueError(f"SearchSpace.norm_ratio={self.norm_ratio}: expected fractions in [0, 1]")
+            raise ValueError(f"{label('norm_ratio')}={list(self.norm_ratio)}: expected fractions in [0, 1]")
         for w in self.width:
             bad = [r for r in self.norm_ratio if abs(w * r - round(w * r)) > 1e-9]
             if w < 2 or w % 2 or bad:
-                raise ValueError(f"SearchSpace.width={w}: expected an even width with width * ratio whole "
+                raise ValueError(f"{label('width')}={w}: expected an even width with width * ratio whole "
                                  f"for every norm_ratio (fails for {bad or 'odd width'})")
         unknown = sorted(set(self.loss) - set(LOSSES))
         if unknown:
-            raise ValueError(f"SearchSpace.loss: unknown {unknown}; expected some of {sorted(LOSSES)}")
+            raise ValueError(f"{label('loss')}: unknown {', '.join(map(repr, unknown))}; expected some of "
+                             f"{sorted(LOSSES)}")
 
     @staticmethod
     def level_ranges(depth: int) -> list[str]:
@@ -312,18 +317,37 @@ def load_study(name: str, storage: optuna.storages.BaseStorage, *, settings: dic
                pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     """Create or resume the maximising study ``name``. With ``settings`` the study's stored settings
     must equal them (stored on first use); otherwise :class:`StudyMismatchError`."""
-    study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
-                                sampler=sampler, pruner=pruner)
+    # Optuna logs "A new study created" / "Using an existing study" at INFO on stderr; a refused study must
+    # end in its one error line, so these two lines are not shown (trial results still are).
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.WARNING))
+    try:  # loading first writes nothing: a refused worker leaves the storage as it was
+        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize", load_if_exists=True,
+                                    sampler=sampler, pruner=pruner)
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     if settings is not None:
         stored = study.user_attrs.get("settings")
         if stored is None:
             study.set_user_attr("settings", settings)
         elif stored != settings:
-            diff = {k: (stored.get(k), settings.get(k)) for k in sorted(set(stored) | set(settings))
-                    if stored.get(k) != settings.get(k)}
-            raise StudyMismatchError(f"study {name!r} was created with other settings (stored, given): {diff}; "
-                                     f"use another --study name")
+            diff = "; ".join(f"{key}: stored {old!r}, given {new!r}" for key, old, new in differences(stored, settings))
+            raise StudyMismatchError(f"study {name!r} was created with other settings ({diff}); resume it with "
+                                     f"the stored ones or use another --study name")
     return study
+
+
+def differences(stored, given, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``(dotted key, stored, given)`` for every leaf where two settings differ (nested dicts walked), so that a
+    mismatch names ``recipe.total_iters`` rather than printing both recipes."""
+    if isinstance(stored, dict) and isinstance(given, dict):
+        out = []
+        for key in sorted(set(stored) | set(given), key=str):
+            out += differences(stored.get(key), given.get(key), f"{prefix}{key}.")
+        return out
+    return [] if stored == given else [(prefix.rstrip("."), stored, given)]
 
 
 def summary(study: optuna.Study) -> str:
@@ -341,7 +365,7 @@ def summary(study: optuna.Study) -> str:
 
 # ----------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> optuna.Study:
-    p = argparse.ArgumentParser(prog="python -m hinet.tune", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m hinet.tune", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 epilog="See the module docstring (python -c 'import hinet.tune; help(hinet.tune)').")
     p.add_argument("--study", default=None, help="study name (default: the recipe name); resumed when it exists")
@@ -378,31 +402,50 @@ def main(argv: list[str] | None = None) -> optuna.Study:
     p.add_argument("--results", default="results", help="root of records/, figures/, tables/, optuna/")
     p.add_argument("--records", default=None, help="records JSONL (default: <results>/records/optuna.jsonl)")
     p.add_argument("--report-only", action="store_true", help="only rebuild the figures and CSV of --study")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of user errors (also HINET_DEBUG=1)")
     a = p.parse_args(argv)
 
-    if a.task and a.recipe and base_recipe(a.recipe, 1).task != a.task:
-        p.error(f"--recipe {a.recipe} is a {base_recipe(a.recipe, 1).task} recipe, not --task {a.task}")
+    def flagged(flag: str, call: Callable):
+        try:
+            return call()
+        except UserError:
+            raise
+        except ValueError as err:
+            raise UserError(f"{flag}: {err}") from None
+
+    if a.recipe is not None:
+        task = flagged(f"--recipe {a.recipe!r}", lambda: base_recipe(a.recipe, 1)).task
+        if a.task and task != a.task:
+            raise UserError(f"--recipe {a.recipe!r} is a {task} recipe, not --task {a.task}")
     recipe_name = a.recipe or (f"{TASKS[a.task].dataset}-proxy" if a.task else "sidd-proxy")
     name = a.study or recipe_name.removesuffix("-proxy") + "-proxy"
     results = Path(a.results)
-    storage = open_storage(a.storage or default_storage(results, name))
     if a.report_only:
+        storage = _open_storage(a.storage or default_storage(results, name), results)
         try:
             study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
-            raise SystemExit(f"hinet.tune: no study {name!r} in {a.storage or default_storage(results, name)}") \
+            raise UserError(f"--study {name!r}: no such study in {a.storage or default_storage(results, name)}") \
                 from None
         for path in tune_figures(study, results):
             print(f"[hinet.tune] wrote {path}")
         print(f"[hinet.tune] {summary(study)}")
         return study
 
-    recipe = base_recipe(recipe_name, a.iters, val_every=a.val_every, val_limit=a.val_limit)
+    # Every setting is checked before the storage is opened (or created) and before any run folder exists.
+    if a.iters < 1:
+        raise UserError(f"--iters {a.iters}: expected at least 1 training iteration per trial")
+    recipe = flagged("--val-every/--val-limit", lambda: base_recipe(recipe_name, a.iters, val_every=a.val_every,
+                                                                    val_limit=a.val_limit))
     space = SearchSpace(tuple(a.lr), tuple(a.batch), tuple(a.crop), tuple(a.width), tuple(a.norm_ratio),
                         tuple(a.loss))
-    space.check(base_config(recipe).depth)
+    space.check(base_config(recipe).depth, label=lambda field: "--" + field.replace("_", "-"))
     seed = recipe.seed if a.train_seed is None else a.train_seed
     proto = objective_protocol(recipe.task, a.protocol)
+    for flag, value in (("--trials", a.trials), ("--total-trials", a.total_trials), ("--threads", a.threads)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} {value}: expected a positive number")
+    storage = _open_storage(a.storage or default_storage(results, name), results)
     settings = {"recipe": recipe.to_dict(), "space": asdict(space), "data": a.data, "train_seed": seed,
                 "protocol": proto}
     warmup = a.iters // 2 if a.warmup_steps is None else a.warmup_steps
@@ -433,6 +476,16 @@ def main(argv: list[str] | None = None) -> optuna.Study:
         print(f"[hinet.tune] wrote {path}")
     print(f"[hinet.tune] {summary(study)}")
     return study
+
+
+def _open_storage(where: str, results: Path) -> optuna.storages.BaseStorage:
+    """:func:`open_storage` with the folders it needs created first (errors name the path in the way)."""
+    if "://" not in where:
+        if where.endswith((".log", ".jsonl")):
+            ensure_dir(Path(where).parent)
+    elif where.startswith("sqlite:///") and where.removeprefix("sqlite:///") not in ("", ":memory:"):
+        ensure_dir(Path(where.removeprefix("sqlite:///")).parent)
+    return open_storage(where)
 
 
 def launch_workers(argv: list[str], workers: int, gpus: list[str], gpus_per_worker: int = 1) -> int:
@@ -474,18 +527,26 @@ def cli(argv: list[str] | None = None) -> int:
 
     from .grid import parse_gpus
 
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = ArgumentParser(prog="python -m hinet.tune", add_help=False)
     pre.add_argument("--workers", type=int, default=1)
     pre.add_argument("--gpus", default=None)
     pre.add_argument("--gpus-per-worker", type=int, default=1)
     known, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if known.workers < 1:
-        print(f"hinet.tune: error: --workers {known.workers}: expected a positive number", file=sys.stderr)
-        return 2
-    if known.workers == 1 and not known.gpus:
-        main(rest)
-        return 0
-    return launch_workers(rest, known.workers, parse_gpus(known.gpus), known.gpus_per_worker)
+
+    def body() -> int:  # user errors: one line, exit code 2 (hinet.errors.run_command)
+        if known.workers < 1:
+            raise UserError(f"--workers {known.workers}: expected a positive number")
+        if known.gpus_per_worker < 1:
+            raise UserError(f"--gpus-per-worker {known.gpus_per_worker}: expected a positive number")
+        if known.workers == 1 and not known.gpus:
+            main(rest)
+            return 0
+        return launch_workers(rest, known.workers, parse_gpus(known.gpus), known.gpus_per_worker)
+
+    return run_command("hinet.tune", body, rest)
+
+
+command = cli  # the name every command of the suite exposes for in-process calls
 
 
 if __name__ == "__main__":

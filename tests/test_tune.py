@@ -20,6 +20,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hinet import tune
+from hinet.errors import UserError
 from hinet.records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def test_report_only_rebuilds_the_report(cli_study, capsys):
     png.unlink()
     tune.main(["--report-only", "--study", "s", "--results", str(tmp / "results")])
     assert png.is_file() and "best trial" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="no study 'missing'"):
+    with pytest.raises(UserError, match="--study 'missing': no such study"):
         tune.main(["--report-only", "--study", "missing", "--results", str(tmp / "results")])
 
 

@@ -6,8 +6,7 @@ A bad report or records path ends in one line and exit code 2 (``HINET_DEBUG=1``
 
 import sys
 
-from benchmarks.speed.runner import main
-from hinet.errors import run_command
+from benchmarks.speed.runner import command
 
 if __name__ == "__main__":
-    sys.exit(run_command("python -m benchmarks.speed", main, []))
+    sys.exit(command())

@@ -36,7 +36,6 @@ code is pytest's; nothing is recorded when pytest fails.
 
 from __future__ import annotations
 
-import argparse
 import fnmatch
 import json
 import os
@@ -48,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from hinet import records as rec
+from hinet.atomic import ensure_dir
+from hinet.errors import ArgumentParser, UserError, run_command
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITE = Path(__file__).resolve().parent
@@ -180,13 +181,27 @@ def run_pytest(pytest_args: list[str], json_path: Path) -> int:
     return subprocess.run(cmd, cwd=ROOT, check=False).returncode
 
 
+def check_records_path(path: Path) -> None:
+    """Raise a user error naming ``path`` when records cannot be appended there (a folder, or a file in the
+    way of its folder); the folder is created."""
+    if path.is_dir():
+        raise UserError(f"--records {path}: is a folder; expected a JSONL file path")
+    ensure_dir(path.parent)
+
+
+def command(argv: list[str] | None = None) -> int:
+    """``python -m benchmarks.speed``: :func:`main` with user errors as one line and exit code 2."""
+    return run_command("python -m benchmarks.speed", lambda: main(argv), [] if argv is None else argv)
+
+
 def main(argv: list[str] | None = None) -> int:
     from tabulate import tabulate
 
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0],
                                      allow_abbrev=False)
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS, help=f"JSONL to append to ({DEFAULT_RECORDS})")
     args, pytest_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    check_records_path(args.records)  # before the (long) benchmarks, not after them
     fd, name = tempfile.mkstemp(prefix="hinet-bench-", suffix=".json")
     os.close(fd)
     json_path = Path(name)

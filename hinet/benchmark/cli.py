@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write_text
-from ..errors import run_command
+from ..errors import ArgumentParser, run_command
 from ..evaluate import DEFAULT_PROTOCOLS, PROTOCOLS
 from ..records import append_records, git_info
 from .formatting import build_notes, emit, format_table
@@ -34,7 +34,7 @@ def build_parser(bench: Benchmark) -> argparse.ArgumentParser:
     """The options shared by every benchmark command."""
     names = sorted(PROTOCOLS[bench.task])
     default = ", ".join(DEFAULT_PROTOCOLS[bench.task])
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog=f"python -m benchmarks.{bench.name}",
         description=f"{bench.title}: score HINet checkpoint(s), or the degraded input without --weights. "
                     "Without --data the SYNTHETIC stand-in sets are used (labelled synthetic everywhere).")

@@ -34,7 +34,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from ..atomic import ensure_dir
-from ..errors import run_command
+from ..errors import ArgumentParser, run_command
 from .io import DatasetError, write_image
 from .paired import PairedFiles, pair_folders
 
@@ -194,7 +194,7 @@ class PreparedCrops(PairedFiles):
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; see the module docstring. Returns the exit code (2 with one line on stderr for a bad
     --data/--out or a bad file; ``--debug`` adds the traceback)."""
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = ArgumentParser(prog=PROG, description=__doc__.split("\n")[0])
     parser.add_argument("dataset", choices=sorted(PREPARE_SETTINGS))
     parser.add_argument("--data", required=True, type=Path, help="folder holding the dataset (any depth)")
     parser.add_argument("--out", required=True, type=Path, help="output folder for input_crops/ and gt_crops/")

@@ -25,7 +25,6 @@ published numbers come from :mod:`hinet.published`. Records that feed no output 
 
 from __future__ import annotations
 
-import argparse
 import re
 import warnings
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import ArgumentParser, run_command
 from ..published import PUBLISHED_COLUMNS, PUBLISHED_DIR, load_published, paper_points
 from ..records import image_store, read_image_metrics, read_records
 from .figures import (
@@ -299,7 +299,7 @@ def format_outputs() -> str:
 def main(argv: list[str] | None = None) -> None:
     """The command line (``python -m hinet.report``); prints the written paths. Errors propagate (see
     ``__main__`` for the one-line error wrapper)."""
-    parser = argparse.ArgumentParser(prog="python -m hinet.report",
+    parser = ArgumentParser(prog="python -m hinet.report",
                                      description="Rebuild results/tables and results/figures from records.")
     parser.add_argument("--records", default="results/records", help="JSONL file or folder (searched recursively)")
     parser.add_argument("--out", default="results", help="writes <out>/tables and <out>/figures")
@@ -313,3 +313,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     for path in build_report(args.records, args.out, args.published, args.images):
         print(path)
+
+
+def command(argv: list[str] | None = None) -> int:
+    """``python -m hinet.report``: :func:`main` with user errors as one line on stderr and exit code 2."""
+    return run_command("python -m hinet.report", lambda: main(argv), argv)

@@ -2,8 +2,7 @@
 
 import sys
 
-from hinet.errors import run_command
-from hinet.report import main
+from hinet.report import command
 
 if __name__ == "__main__":
-    sys.exit(run_command("python -m hinet.report", lambda: main(sys.argv[1:])))
+    sys.exit(command(sys.argv[1:]))
