@@ -187,6 +187,10 @@ def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             return torch.load(path, map_location=map_location, weights_only=True)
     except (OSError, EOFError, pickle.UnpicklingError, RuntimeError, ValueError) as err:
         raise _load_failure(path, err) from None
+    except (IndexError, KeyError, TypeError, AttributeError, MemoryError, OverflowError) as err:
+        # torch's weights-only unpickler fails on arbitrary bytes with whatever its opcode loop hits
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (cannot be unpickled: "
+                              f"{type(err).__name__})") from None
 
 
 def _tensors(obj: Any, label: str) -> Iterator[tuple[str, torch.Tensor]]:

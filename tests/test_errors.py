@@ -43,6 +43,7 @@ from hinet.recipes import Recipe
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = scaled(PRESETS["sidd-1x"], width=4, depth=2)
+RANDOM_BYTES = np.random.default_rng(12345).integers(0, 256, 512, dtype=np.uint8).tobytes()  # fixed: never flaky
 
 
 @dataclass
@@ -80,7 +81,7 @@ def _damaged_checkpoint(how: str) -> Callable[[Path], Case]:
             path.mkdir()
             return Case(lambda: hinet.load(path), [str(path), "folder"])
         data = _tiny_checkpoint(path).read_bytes()
-        garbage = {"truncated": data[: len(data) // 2], "empty": b"", "random": os.urandom(512),
+        garbage = {"truncated": data[: len(data) // 2], "empty": b"", "random": RANDOM_BYTES,
                    "not-utf8": b"cN\x10\xc8\n" + bytes(500)}  # GLOBAL opcode, a name that is not UTF-8
         path.write_bytes(garbage[how])
         words = {"truncated": "truncated or corrupt", "empty": "empty file", "random": "not a PyTorch checkpoint",
@@ -552,7 +553,7 @@ def _bench_weights(how: str) -> Callable[[Path], Bad]:
             _nan_weights(tmp)
         elif how != "missing":
             data = _tiny_checkpoint(path).read_bytes()
-            path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "random": os.urandom(512)}[how])
+            path.write_bytes({"truncated": data[: len(data) // 2], "empty": b"", "random": RANDOM_BYTES}[how])
         if how == "nan":
             (tmp / "model.pth").rename(path)
         return Bad([*SYNTH, "--weights", str(path), "--json", str(tmp / "out.json"), "--records",
@@ -867,3 +868,15 @@ def test_bool_override_through_the_trainer_command_line(word, tmp_path):
     assert stored["model"]["csff"] is meaning and stored["model"]["sam"] is meaning
     names = [n for n, _ in hinet.HINet(spec.model).named_modules()]
     assert any("csff_enc" in n for n in names) is meaning and any("sams" in n for n in names) is meaning
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_any_random_bytes_are_one_clear_checkpoint_error(tmp_path, seed):
+    """torch's weights-only unpickler fails on arbitrary bytes with many exception types: all are one line."""
+    from hinet.checkpoint import CheckpointError, read_checkpoint
+
+    path = tmp_path / "random.pth"
+    path.write_bytes(np.random.default_rng(seed).integers(0, 256, 64 + 16 * seed, dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError, match="random.pth") as exc:
+        read_checkpoint(path)
+    assert "\n" not in str(exc.value) and "weights_only=False" not in str(exc.value)
