@@ -29,9 +29,11 @@ from hinet.train import RunSpec, with_iters
 
 from . import FAMILIES, family
 
-# seeds of the default grid: with the proxy recipe's 128 validation images and 2 validations, 8 seeds of the
-# components family fit 15 minutes of an idle 2-core machine (measured: results/tables/proxy_power.md)
-DEFAULT_SEEDS = 8
+# Seeds of the default grid: what fits 15 minutes of a 2-core machine of the kind developers and CI have
+# (AVX2, no native bf16). Measured there: one proxy run with the 128 validation images takes ~105 s on one
+# thread (a step ~0.35 s), two runs at a time, so 5 variants x 3 seeds = 15 runs ~ 13 min. The power study
+# (results/tables/proxy_power.md) timed steps at ~140 ms from records of an AVX-512 machine, where 8 seeds fit.
+DEFAULT_SEEDS = 3
 
 
 def results_root(records: Path) -> Path:
@@ -97,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-crops", default=None, help="crops folder from `python -m hinet.data.prepare`")
     p.add_argument("--recipe", default="proxy", choices=["proxy", "paper"])
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(DEFAULT_SEEDS)),
-                   help=f"default: 0 .. {DEFAULT_SEEDS - 1} (the most that fit 15 idle 2-core minutes at proxy scale)")
+                   help=f"default: 0 .. {DEFAULT_SEEDS - 1} (what fits 15 minutes of a 2-core AVX2 CPU at proxy scale)")
     p.add_argument("--variants", nargs="+", default=None, help="subset of the family's variants")
     p.add_argument("--iters", type=int, default=None, help="override the recipe's iterations")
     p.add_argument("--val-images", type=int, default=None, help="override the recipe's validation images per set")

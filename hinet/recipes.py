@@ -140,10 +140,12 @@ def proxy(recipe: Recipe, **overrides) -> Recipe:
 
     * images: the paired differences ``variant - full`` vary more between test images (SD 0.56-0.97 dB for
       no_csff, no_hin, single_stage; 0.03 for no_sam) than between seeds (SD 0.06-0.28 dB), so 8 images left the
-      image term dominant. Within the 15-minute budget of ``nox -s ablate`` 128 images and 8 seeds minimise the
-      largest MDE: 0.37 dB, against 0.40 with 64 images (9 seeds) and 1.13 with 8 images (10 seeds); the old
-      default (3 seeds x 8 images) had 1.17. A 128x128 validation image costs ~28 ms on an idle core (both
-      denoise protocols), a training step ~140 ms.
+      image term dominant. With 8 seeds (what 15 minutes buy where a step takes ~140 ms, as on the AVX-512
+      machine whose records the study timed) 128 images minimise the largest MDE: 0.37 dB, against 0.40 with
+      64 images (9 seeds) and 1.13 with 8 images (10 seeds); the old default (3 seeds x 8 images) had 1.17.
+      On the 2-core AVX2 machines developers and CI have, a step takes ~0.35 s and a run ~105 s, so the default
+      grid (``ablations/run.py`` DEFAULT_SEEDS) has 3 seeds (MDE ~0.8 dB by the study's variance components);
+      128 images stay the better use of validation time there too.
     * two validations instead of four pay for the images; the half-way look keeps the check that the ranking
       has settled (in the pilot the resolvable differences kept their order from step 160-200 of 240 on).
     * 240 iterations kept: a 480-iteration pilot of no_csff - full (the largest MDE at 240; 4 seeds) had a seed
