@@ -148,8 +148,8 @@ def test_typed_overrides_apply_to_a_recipe():
 
 
 @pytest.mark.parametrize(("items", "start", "words"), [
-    (["lr=-1"], "--recipe-set lr=-1: ", ["Recipe.eta_min=", "expected 0 <= eta_min <= lr"]),
-    (["crop=48", "lr=-1"], "--recipe-set crop=48, lr=-1: ", ["Recipe.eta_min="]),
+    (["lr=-1"], "--recipe-set lr=-1: ", ["Recipe.lr=", "positive learning rate"]),
+    (["crop=48", "lr=-1"], "--recipe-set lr=-1: ", ["Recipe.lr="]),  # the field the user set is blamed
     (["crop=0"], "--recipe-set crop=0: ", ["Recipe.crop=0", "positive integer"]),
     (["val_limit=0"], "--recipe-set val_limit=0: ", ["Recipe.val_limit=0", "positive number"]),
     (["val_limit=-2"], "--recipe-set val_limit=-2: ", ["Recipe.val_limit=-2"]),

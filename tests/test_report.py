@@ -116,8 +116,8 @@ def test_files_exist(report):
     root, _, paths = report
     out = root / "out"
     stem = "components_SIDD_synthetic_proxy"
-    expected = [out / "tables" / f"{t}.{e}" for t in (stem, "published_comparison", "eval_not_comparable", "speed")
-                for e in ("md", "csv", "tex")]
+    expected = [out / "tables" / f"{t}.{e}" for t in (stem, "published_comparison", "eval_not_comparable", "speed",
+                                                       "provenance") for e in ("md", "csv", "tex")]
     expected += [out / "figures" / f"{f}.png" for f in
                  (f"ablation_{stem}", f"psnr_vs_macs_{stem}", "curves_components_synthetic_proxy", "speed",
                   "comparison_run1")]
