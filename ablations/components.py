@@ -10,6 +10,7 @@ from hinet.config import PRESETS
 
 TASK = "denoise"
 BASE = PRESETS["sidd-1x"]
+REFERENCE = "full"
 VARIANTS = {
     "full": BASE,
     "no_hin": replace(BASE, norm="none"),

@@ -21,6 +21,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from hinet.ablation_stats import ESTIMANDS
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
 from hinet.recipes import recipe as get_recipe
@@ -80,8 +81,9 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
         net = base.network(family(fam).VARIANTS[variant])
         for k, seed in enumerate(seeds):
             run_id = f"{fam}-{variant}-{dataset}-{recipe}-{tag}-s{seed}"
-            spec = RunSpec(base, net, seed, data, fam, variant, train_crops=train_crops, fused_norm=True,
-                           inplace_act=True, channels_last=channels_last, evaluations=treatments)
+            spec = RunSpec(base, net, seed, data, fam, variant, reference=family(fam).REFERENCE,
+                           train_crops=train_crops, fused_norm=True, inplace_act=True, channels_last=channels_last,
+                           evaluations=treatments)
             shots = images_dir if images and k == 0 else None
             out.append(GridRun(run_id, runs_dir / run_id, spec, records, shots,
                                (*options, "--images-limit", str(images))))
@@ -122,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--max-seeds until every variant is significant or equivalent (alpha spending)")
     p.add_argument("--round-seeds", type=int, default=2, help="seeds added per round (with --until-verdict)")
     p.add_argument("--max-seeds", type=int, default=12, help="last planned look (with --until-verdict)")
+    p.add_argument("--estimand", default="test_set", choices=list(ESTIMANDS),
+                   help="with --until-verdict: what the decisions generalise to: these test images (test_set: only\n"
+                        "seeds are random) or new scenes (population; seeds cannot remove the scene term)")
     p.add_argument("--budget", default=None, help="with --until-verdict: stop before a round that would exceed\n"
                    "this wall time (15m, 2h, 900s) or run count (40runs)")
     p.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
@@ -199,7 +204,9 @@ def _sequential(a: argparse.Namespace, dataset: str, records: Path, gpus: list[s
     seq = make_plan(len(seeds), a.round_seeds, a.max_seeds, scale)
     all_seeds = list(range(seeds[0], seeds[0] + seq.looks[-1]))
     names = list(a.variants or family(a.family).VARIANTS)
-    reference = "full" if "full" in names else sorted(names)[0]
+    reference = family(a.family).REFERENCE
+    if reference not in names:
+        raise UserError(f"--until-verdict: the family's reference {reference!r} must be among --variants {names}")
     task = TASKS[family(a.family).TASK]
     proto = next(get_protocol(task.name, n) for n in task.protocols if get_protocol(task.name, n).peak != "auto").name
     parallel = len(gpus) // a.gpus_per_run if gpus else (a.parallel or 2)
@@ -238,7 +245,7 @@ def _sequential(a: argparse.Namespace, dataset: str, records: Path, gpus: list[s
                                                           records, variants=[v], **grid)}
         per_image = read_image_metrics(image_store(records))
         frame = decision_frame(per_image[per_image["run_id"].isin(ids)], proto)
-        dec = sequential_decisions(frame, seq, k, reference).assign(look=k + 1)
+        dec = sequential_decisions(frame, seq, k, reference, estimand=a.estimand).assign(look=k + 1)
         logs.append(dec)
         for _, row in dec.iterrows():
             if row["decision"] in ("significant", "equivalent"):

@@ -10,6 +10,7 @@ from hinet.config import PRESETS
 
 TASK = "denoise"
 BASE = PRESETS["sidd-1x"]
+REFERENCE = "width_x1"
 VARIANTS = {
     "width_x0.5": replace(BASE, width=BASE.width // 2),
     "width_x1": BASE,

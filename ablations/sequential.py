@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hinet.ablation_stats import SequentialPlan, default_margin
+from hinet.ablation_stats import ESTIMAND_WORDS, SequentialPlan, default_margin
 from hinet.errors import UserError
 
 
@@ -75,7 +75,7 @@ def decision_frame(per_image: pd.DataFrame, protocol: str) -> pd.DataFrame:
     first_set = sorted(q["dataset"].unique())[0]
     q = q[q["dataset"] == first_set]
     last = q.groupby("run_id")["step"].transform("max")
-    return q[q["step"] == last][["run_id", "variant", "seed", "image", "value"]]
+    return q[q["step"] == last][["run_id", "variant", "seed", "image", *(["scene"] if "scene" in q else []), "value"]]
 
 
 def write_log(rows: list[pd.DataFrame], plan: SequentialPlan, budget: Budget, path_stem: Path, protocol: str,
@@ -87,13 +87,15 @@ def write_log(rows: list[pd.DataFrame], plan: SequentialPlan, budget: Budget, pa
     csv, md = path_stem.with_suffix(".csv"), path_stem.with_suffix(".md")
     with replacing(csv) as tmp:
         table.to_csv(tmp, index=False)
+    estimand = ", ".join(sorted(set(table["estimand"])))
     shown = table[["look", "n_seeds", "variant", "difference", "se", "t", "efficacy_t_bound", "equivalence_t_bound",
                    "decision"]]
     atomic_write_text(md, (
         f"# Sequential seeds: {path_stem.name}\n\n"
         f"Group-sequential procedure (hinet.ablation_stats): planned looks at {list(plan.looks)} seeds, "
         f"Lan-DeMets O'Brien-Fleming alpha spending (alpha {plan.alpha}, two-sided, Holm-like across variants) "
-        f"for 'significant', TOST with its own spending against ±{plan.delta:g} dB for 'equivalent'; protocol "
+        f"for 'significant', TOST with its own spending against ±{plan.delta:g} dB for 'equivalent'; estimand "
+        f"{estimand} ({', '.join(ESTIMAND_WORDS[e] for e in sorted(set(table['estimand'])))}); protocol "
         f"{protocol}, PSNR at each run's last validation step. Budget: {budget.describe()}. Stopped: {stopped}. "
         f"The fixed-sample verdict table of the report is descriptive after sequential stopping; these decisions "
         f"are the ones with the stated error rates.\n\n"

@@ -22,6 +22,7 @@ from hinet.config import PRESETS
 TASK = "deblur"
 BASE = PRESETS["gopro"]
 VARIANTS = {"hinet": BASE}
+REFERENCE = "full_image"  # the reference treatment (a label of evaluations())
 
 
 def evaluations(crop: int) -> tuple[str, ...]:

@@ -106,8 +106,8 @@ def effects(df: pd.DataFrame, step: int) -> dict[str, tuple[st.PairedEffect, np.
     q = df[df["step"] == step]
     out = {}
     for v in [v for v in VARIANTS if v != REFERENCE and v in set(q["variant"])]:
-        d, seeds, images, note = st.paired_table(q, v, REFERENCE)
-        out[v] = (st.effect_from_differences(d, v, REFERENCE, seeds=seeds, note=note), d, images)
+        design = st.paired_design(q, v, REFERENCE)  # every image its own scene: the crossed seeds x images model
+        out[v] = (st.effect_of_design(design, "population", v, REFERENCE), design.d, list(design.images))
     return out
 
 
@@ -116,15 +116,15 @@ def components_table(df: pd.DataFrame, step: int) -> pd.DataFrame:
     for v, (e, d, images) in effects(df, step).items():
         c = e.components
         share = c.contributions()
-        rows.append(dict(variant=v, n_seeds=c.n_seeds, n_images=c.n_images, difference=e.difference, se=e.se,
-                         sd_seed=math.sqrt(c.seed), sd_image=math.sqrt(c.image), sd_resid=math.sqrt(c.resid),
-                         seed_share=share["seed"], image_share=share["image"], resid_share=share["resid"],
+        rows.append(dict(variant=v, n_seeds=c.n_seeds, n_images=c.n_scenes, difference=e.difference, se=e.se,
+                         sd_seed=math.sqrt(c.seed), sd_image=math.sqrt(c.scene), sd_resid=math.sqrt(c.resid),
+                         seed_share=share["seed"], image_share=share["scene"], resid_share=share["resid"],
                          photo_share_of_image_means=photo_share(d, images), mde=st.minimum_detectable_effect(c)))
     return pd.DataFrame(rows)
 
 
 def mde(comp: st.VarianceComponents, seeds: int, images: int) -> float:
-    return st.minimum_detectable_effect(replace(comp, n_seeds=seeds, n_images=images))
+    return st.minimum_detectable_effect(replace(comp, n_seeds=seeds, n_scenes=images))
 
 
 def official_jumps(clamped: pd.DataFrame, official: pd.DataFrame, step: int) -> dict[str, float]:
@@ -216,7 +216,7 @@ def budget_for(comps: dict[str, st.VarianceComponents], model: CostModel, iters:
     needs and the idle 2-core time; ``best`` is the cheapest finite one."""
     rows = []
     for images in (64, 128, 256, 512, 1024, 2048, 4096, 8192):
-        need = {v: st.seeds_needed(replace(c, n_images=images), TARGET_MDE, max_seeds=5000) for v, c in comps.items()}
+        need = {v: st.seeds_needed(replace(c, n_scenes=images), TARGET_MDE, max_seeds=5000) for v, c in comps.items()}
         worst = max(need.values())
         grid = model.grid_s(int(worst), iters, images, 1) if math.isfinite(worst) else math.inf
         rows.append(dict(images=images, seeds=worst, grid_s=grid, seeds_needed=need))
@@ -228,7 +228,7 @@ def budget_for(comps: dict[str, st.VarianceComponents], model: CostModel, iters:
 def steps_table(df: pd.DataFrame) -> pd.DataFrame:
     """Verdicts at every validation step (Holm within a step): difference, MDE and significance per variant,
     and the rank order of the variants' mean differences."""
-    table = st.verdicts_by_step(df, REFERENCE, scale="proxy")
+    table = st.verdicts_by_step(df, REFERENCE, estimand="population", scale="proxy")
     return table[["step", "variant", "difference", "mde", "significant", "var_seed", "verdict"]]
 
 
@@ -262,7 +262,7 @@ def longer_training(root: Path, name: str, model: CostModel, choice: dict, main_
         c = e.components
         base = main_table.set_index("variant").loc[v]
         rows.append(dict(variant=v, n_seeds=c.n_seeds, difference=e.difference, sd_seed=math.sqrt(c.seed),
-                         sd_image=math.sqrt(c.image), sd_seed_short=base.sd_seed, sd_image_short=base.sd_image,
+                         sd_image=math.sqrt(c.scene), sd_seed_short=base.sd_seed, sd_image_short=base.sd_image,
                          seeds_in_budget=seeds, mde_in_budget=mde(c, seeds, choice["images"])))
     return {"name": name, "iters": iters, "rows": rows}
 

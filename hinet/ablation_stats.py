@@ -1,79 +1,75 @@
 """Statistics for ablation comparisons: effects with intervals, Holm, equivalence, power, sequential seeds, verdicts.
 
-An ablation should end in a verdict per variant ("costs 0.25 dB [0.14, 0.36] (Holm p = 0.003)", "equivalent
-within ±0.1 dB", "inconclusive: about 12 seeds needed"), not in a table of p-values. This module computes them.
+An ablation should end in a verdict per variant ("costs 0.25 dB [0.14, 0.36] on new scenes (Holm p = 0.003)",
+"equivalent within ±0.1 dB on this test set", "inconclusive on new scenes: more scenes needed"), not in a table
+of p-values. This module computes them.
 
-Input: a tidy per-image DataFrame with columns ``run_id``, ``variant``, ``seed`` (int), ``image`` (str id) and
-``value`` (float, e.g. PSNR in dB), already filtered by the caller to one dataset, protocol, metric and training
-step (:func:`verdicts_by_step` takes a ``step`` column too). Without an ``image`` column each (variant, seed) has
-one value (set means) and only the seed level is available.
+Input: a tidy per-image DataFrame with columns ``run_id``, ``variant``, ``seed`` (int), ``image`` (str id),
+``scene`` (str id of the group of test images the image belongs to: a SIDD source photograph, a GoPro video)
+and ``value`` (float, e.g. PSNR in dB), already filtered by the caller to one dataset, protocol, metric and
+training step (:func:`verdicts_by_step` takes a ``step`` column too). Without a ``scene`` column every image is
+its own scene; without an ``image`` column each (variant, seed) has one value (set means).
 
-Design (common random numbers): every variant is trained with the same seeds (same data order and crops per seed)
-and scored on the same test images, so the differences ``d[s, i] = variant[s, i] - reference[s, i]`` are paired
-by (seed, image).
+Design (common random numbers): every variant is trained with the same seeds (same data order, crops and
+per-module initial weights) and scored on the same test images, so the differences
+``d[s, i] = variant[s, i] - reference[s, i]`` are paired by (seed, image). Images are nested in scenes:
 
-**Effect and interval** (:func:`paired_effect`). ``d`` is an S x I table (seeds x images) modelled as a two-way
-crossed random-effects layout without replication, ``d[s, i] = mu + a_s + b_i + e_si`` with independent
-``a_s ~ (0, var_seed)`` (training randomness), ``b_i ~ (0, var_image)`` (which images the test set happens to
-hold) and ``e_si ~ (0, var_resid)`` (seed-by-image interaction). The estimate is the grand mean, whose variance is
-``var_seed / S + var_image / I + var_resid / (S I)``. The components come from the ANOVA mean squares
-(E MS_seed = var_resid + I var_seed, E MS_image = var_resid + S var_image, E MS_resid = var_resid), each floored
-at zero, so Var(mean) = (MS_seed + MS_image - MS_resid) / (S I) when both components are positive and otherwise
-the larger single mean square over S I (never below MS_resid / (S I)). The interval is a t interval with
-Satterthwaite degrees of freedom for that linear combination of mean squares (at most S I - 1). The
-p-value is the matching two-sided t test of H0: mu = 0. Assumptions: balanced complete table, additive effects,
-independence across seeds and across images, approximate normality (the Satterthwaite approximation is good
-for the small S used here; the tests check coverage by simulation). With set means (or a single image) the test
-set is fixed and the analysis is the paired t test over seeds (df = S - 1): inference is about this test set.
+    d[s, i] = mu + a_s + c_j + b_i + (ac)_sj + e_si        (j = scene of image i)
+
+with independent seed effects a_s (training randomness), scene effects c_j, image-within-scene effects b_i, a
+seed-by-scene interaction and a seed-by-image residual.
+
+**Two estimands** (:data:`ESTIMANDS`), named in every verdict:
+
+* ``test_set``: the test images are fixed, as in a published benchmark number. The target is the mean
+  difference over these images, in expectation over training randomness; only seeds are random. The per-seed
+  means over all images are independent draws around it, so the interval is the paired t interval over seeds
+  (S - 1 df). More seeds always narrow it.
+* ``population``: new scenes, and new images within scenes, drawn like these ones; seeds, scenes and images are
+  random. The target is mu. The per-seed scene means (every scene weighs the same) form a crossed seeds x scenes
+  table without replication, whose grand mean has variance ``var_seed / S + var_scene / J + var_resid / (S J)``
+  (``var_scene`` holds the image-within-scene variance divided by the images per scene). Its components come from
+  the ANOVA mean squares (E MS_seed = resid + J var_seed, E MS_scene = resid + S var_scene, E MS_resid = resid),
+  each floored at zero; the interval is a t interval with Satterthwaite degrees of freedom for that combination
+  of mean squares. In a balanced design this equals the nested ANOVA of the whole table (Var(mean) S J I =
+  MS_seed + MS_scene - MS_seed x scene). Seeds cannot remove the scene term: when it alone keeps the interval
+  wider than the margin the verdict says "more scenes needed". With one image per scene this is the crossed
+  seeds x images model.
+
+The variance split reported beside each verdict (:func:`variance_split`) is the nested ANOVA of the seeds x
+(scenes / images) table: seed, scene, image-within-scene, seed x scene and residual components, from the
+expected mean squares (the mean scene size n0 of unbalanced one-way ANOVA stands in for I when scenes differ in
+size); the tests check it against statsmodels' REML mixed model.
 
 **Multiplicity**: Holm across the comparisons of a family (:func:`holm`, checked against statsmodels).
 
 **Equivalence** (TOST): H0 |mu| >= delta is rejected at level alpha iff both one-sided t tests reject, i.e. iff
-the (1 - 2 alpha) interval (90% for alpha 0.05) from the same estimate, SE and df lies inside (-delta, delta).
-Default margins (:data:`DEFAULT_MARGINS`, overridable): 0.05 dB at paper scale, 0.1 dB at proxy scale. TOST is
-per comparison by default (consistent with the displayed interval); ``holm_equivalence=True`` applies Holm to the
-TOST p-values of the family as well.
+the (1 - 2 alpha) interval from the same estimate, SE and df lies inside (-delta, delta). Default margins
+(:data:`DEFAULT_MARGINS`): 0.05 dB at paper scale, 0.1 dB at proxy scale.
 
 **Power**: minimum detectable effect (two-sided alpha, 80% power) from the noncentral t distribution with the
-Satterthwaite df implied by the variance components (:func:`minimum_detectable_effect`), and the number of seeds
-needed to detect ``delta`` with images fixed (:func:`seeds_needed`). Seeds cannot remove the image term
-``var_image / I``: if it alone blocks detection the answer is ``inf``. In the one-level case these equal
-statsmodels ``TTestPower`` (checked in the tests).
+df implied by the estimand's variance components (:func:`minimum_detectable_effect`), and the number of seeds
+needed to detect ``delta`` with the scenes fixed (:func:`seeds_needed`; ``inf`` where the scene term alone is
+too large). In the one-level case these equal statsmodels ``TTestPower`` (checked in the tests).
 
 **Sequential seeds** (written by hand: statsmodels has no group-sequential boundaries). Seeds are run in rounds;
-look k uses the first ``looks[k]`` seeds (in increasing seed order) and information fraction
-``t_k = looks[k] / looks[-1]``. Efficacy (H0: mu = 0, two-sided, symmetric) spends alpha / 2 per tail with the
-Lan-DeMets O'Brien-Fleming-like function ``a(t) = 2 - 2 Phi(z_{1 - a/2} / sqrt(t))`` of one-sided level a (the
-convention of group-sequential software; 4 equal looks at 0.05 give 4.333, 2.963, 2.359, 2.014); the boundaries
-c_k solve ``P(|Z_j| < c_j for j < k, |Z_k| >= c_k) = alpha(t_k) - alpha(t_{k-1})`` (alpha(t): the total spent
-by t) under the canonical joint distribution
-``corr(Z_j, Z_k) = sqrt(t_j / t_k)``, computed by numerical integration of the score process on a grid
-(Armitage-McPherson-Rowe recursion, Simpson weights). Each of the two one-sided tests of TOST uses the one-sided
-spending of level alpha the same way; equivalence is declared at the first look where both cross, i.e. where
-``mean ± e_k SE`` lies inside (-delta, delta). The looks and the maximum number of seeds are fixed in advance
-(:class:`SequentialPlan`); changing them after seeing data voids the guarantee. Because the variance is estimated, a z
-boundary is used through its nominal level: the t statistic with the look's Satterthwaite df is compared with
-the t quantile of the same tail probability. Why this controls type I error: (1) each boundary sequence has
-total crossing probability alpha for its null; for TOST, at |mu| = delta only one one-sided test is at its null
-and requiring both to cross lowers the probability further. (2) A variant declared equivalent gets no
-later efficacy looks, and one declared significant no later seeds: stopping only removes rejection opportunities,
-like non-binding futility stopping. (3) Across the variants of a family, efficacy is Holm-like: the level alpha / m
-of each open hypothesis grows to alpha / (m - r) once r are rejected, and boundaries for the new level are
-applied to all looks so far (the sequentially rejective group-sequential Bonferroni procedure of Maurer &
-Bretz 2013, a shortcut of a closed test whose intersection tests are weighted Bonferroni group-sequential
-tests). (4) With an image variance component the true information fraction ``Var(mean at K) / Var(mean at k)``
-exceeds seeds/max seeds (the image term is shared by all looks), so successive statistics are more correlated
-than assumed, which makes the boundaries conservative (Slepian's inequality, per tail). The boundaries are exact
-for z statistics (known variance); the t conversion is approximate with few seeds. Simulated (40000 one-level
-replications, nominal 0.05; the fixed-sample t test in the same draws in brackets): false significance 0.054
-(0.052) with looks 3, 6, 9, 12 seeds, 0.053 (0.051) with 4, 8, 12, 0.052 (0.051) with 5, 10; false equivalence at
-the margin 0.054, 0.053, 0.051; power within 1 point of the fixed design. Start at 4 or more seeds where
-possible.
+look k uses the first ``looks[k]`` seeds and information fraction ``t_k = looks[k] / looks[-1]``. Efficacy (H0:
+mu = 0, two-sided) spends alpha with the Lan-DeMets O'Brien-Fleming-like function ``a(t) = 2 - 2 Phi(z_{1 -
+a/2} / sqrt(t))`` per tail; the boundaries c_k solve ``P(|Z_j| < c_j for j < k, |Z_k| >= c_k) = alpha(t_k) -
+alpha(t_{k-1})`` under ``corr(Z_j, Z_k) = sqrt(t_j / t_k)``, by numerical integration of the score process
+(Armitage-McPherson-Rowe recursion, Simpson weights). Each one-sided test of TOST uses the one-sided spending of
+level alpha; equivalence is declared at the first look where ``mean ± e_k SE`` lies inside (-delta, delta). The
+looks are fixed in advance (:class:`SequentialPlan`). The t statistic of the chosen estimand is compared with the
+t quantile of the z boundary's tail probability. Across variants, efficacy is the sequentially rejective
+group-sequential Bonferroni procedure (Holm-like; Maurer & Bretz 2013); a variant declared equivalent or
+significant gets no more seeds (non-binding stopping only removes rejection opportunities). A scene or image
+term shared by all looks makes successive statistics more correlated than seeds/max seeds assumes, which makes
+the boundaries conservative.
 
-Written by hand (numpy/scipy underneath): the crossed-ANOVA variance components and their Satterthwaite df, the
-power solve for that df, the group-sequential boundaries and decision rule, the verdicts, and Holm's adjustment
-(statsmodels' is slow, see :func:`holm`). statsmodels serves as the reference in the tests (``multipletests``,
-``ttost_paired``, ``TTestPower``).
+Written by hand (numpy/scipy underneath): the crossed and nested ANOVA variance components and their
+Satterthwaite df, the power solve, the group-sequential boundaries and decision rule, the verdicts, and Holm's
+adjustment (statsmodels' calls ``gc.collect()`` on every call). statsmodels is the reference in the tests
+(``multipletests``, ``ttost_paired``, ``TTestPower``, ``MixedLM``).
 """
 
 from __future__ import annotations
@@ -88,16 +84,21 @@ import pandas as pd
 from scipy import optimize, stats
 
 DEFAULT_MARGINS: Mapping[str, float] = {"paper": 0.05, "proxy": 0.1}  # dB, equivalence margin by training scale
+ESTIMANDS: tuple[str, ...] = ("test_set", "population")
+#: How each estimand is named in a verdict's words.
+ESTIMAND_WORDS: Mapping[str, str] = {"test_set": "on this test set", "population": "on new scenes"}
 REQUIRED_COLUMNS: tuple[str, ...] = ("run_id", "variant", "seed", "value")
 VERDICT_COLUMNS: tuple[str, ...] = (
-    "variant", "reference", "step", "difference", "ci_low", "ci_high", "p", "p_holm", "delta", "tost_p",
-    "equivalent", "mde", "seeds_needed", "n_seeds", "n_images", "var_seed", "var_image", "verdict",
+    "variant", "reference", "estimand", "step", "difference", "ci_low", "ci_high", "p", "p_holm", "delta", "tost_p",
+    "equivalent", "mde", "seeds_needed", "n_seeds", "n_scenes", "n_images", "var_seed", "var_scene", "var_image",
+    "verdict",
     # extra columns after the requested ones
-    "significant", "se", "dof", "var_resid", "seed_share", "image_share", "tost_p_holm", "note",
+    "significant", "se", "dof", "var_seed_scene", "var_resid", "seed_share", "scene_share", "tost_p_holm", "note",
 )
 SEQUENTIAL_COLUMNS: tuple[str, ...] = (
-    "variant", "reference", "look", "n_seeds", "n_images", "difference", "se", "dof", "t", "efficacy_t_bound",
-    "significant", "significant_look", "equivalence_t_bound", "equivalent", "equivalent_look", "decision",
+    "variant", "reference", "estimand", "look", "n_seeds", "n_scenes", "difference", "se", "dof", "t",
+    "efficacy_t_bound", "significant", "significant_look", "equivalence_t_bound", "equivalent", "equivalent_look",
+    "decision",
 )
 
 
@@ -109,58 +110,65 @@ def default_margin(scale: str) -> float:
     return DEFAULT_MARGINS[scale]
 
 
+def check_estimand(estimand: str) -> str:
+    if estimand not in ESTIMANDS:
+        raise ValueError(f"estimand={estimand!r}: expected one of {ESTIMANDS}")
+    return estimand
+
+
 # ------------------------------------------------------------------------------------- variance components
 @dataclass(frozen=True)
 class VarianceComponents:
-    """Variance components of the paired difference (value units squared, each >= 0).
+    """Variance components of an estimand's table of paired differences (value units squared, each >= 0).
 
-    ``seed``: variance of a seed's effect a_s; ``image``: of an image's effect b_i; ``resid``: of the seed x
-    image interaction. In the one-level case (``n_images == 0``: set means or a single image) ``seed`` is the
-    variance of the per-seed differences and ``image`` and ``resid`` are NaN.
+    ``seed``: variance of a seed's effect; ``scene``: of a scene's effect (its image term divided by the images
+    per scene included); ``resid``: of the seed x scene interaction. In the one-level case (``n_scenes == 0``:
+    the ``test_set`` estimand, or set means) ``seed`` is the variance of the per-seed mean differences and
+    ``scene`` and ``resid`` are NaN.
     """
 
     seed: float
-    image: float
+    scene: float
     resid: float
     n_seeds: int
-    n_images: int  # 0: one-level (seed means only)
+    n_scenes: int  # 0: one-level (per-seed means only)
 
     @property
     def one_level(self) -> bool:
-        return self.n_images == 0
+        return self.n_scenes == 0
 
-    def var_mean(self, n_seeds: int | None = None, n_images: int | None = None) -> float:
-        """Var of the mean difference with ``n_seeds`` seeds and ``n_images`` images (default: the observed)."""
+    def var_mean(self, n_seeds: int | None = None, n_scenes: int | None = None) -> float:
+        """Var of the mean difference with ``n_seeds`` x ``n_scenes`` (default: the observed)."""
         s = self.n_seeds if n_seeds is None else n_seeds
         if self.one_level:
             return self.seed / s
-        i = self.n_images if n_images is None else n_images
-        return self.seed / s + self.image / i + self.resid / (s * i)
+        j = self.n_scenes if n_scenes is None else n_scenes
+        return self.seed / s + self.scene / j + self.resid / (s * j)
 
-    def dof(self, n_seeds: int | None = None, n_images: int | None = None) -> float:
-        """Satterthwaite df of :meth:`var_mean` from the expected mean squares at ``n_seeds`` x ``n_images``."""
+    def dof(self, n_seeds: int | None = None, n_scenes: int | None = None) -> float:
+        """Satterthwaite df of :meth:`var_mean` from the expected mean squares at ``n_seeds`` x ``n_scenes``."""
         s = self.n_seeds if n_seeds is None else n_seeds
         if self.one_level:
             return float(s - 1)
-        i = self.n_images if n_images is None else n_images
-        ms = np.array([self.resid + i * self.seed, self.resid + s * self.image, self.resid])
-        return float(_satterthwaite(ms[None], s, i, self.seed > 0, self.image > 0)[0])
+        j = self.n_scenes if n_scenes is None else n_scenes
+        ms = np.array([self.resid + j * self.seed, self.resid + s * self.scene, self.resid])
+        return float(_satterthwaite(ms[None], s, j, self.seed > 0, self.scene > 0)[0])
 
     def contributions(self) -> dict[str, float]:
-        """Shares of Var(mean) (observed S, I) due to seeds, images and residual; they sum to 1 (NaN if 0)."""
+        """Shares of Var(mean) (observed S, J) due to seeds, scenes and residual; they sum to 1 (NaN if 0)."""
         total = self.var_mean()
         if self.one_level:
-            return {"seed": 1.0 if total > 0 else math.nan, "image": math.nan, "resid": math.nan}
-        s, i = self.n_seeds, self.n_images
-        parts = {"seed": self.seed / s, "image": self.image / i, "resid": self.resid / (s * i)}
+            return {"seed": 1.0 if total > 0 else math.nan, "scene": math.nan, "resid": math.nan}
+        s, j = self.n_seeds, self.n_scenes
+        parts = {"seed": self.seed / s, "scene": self.scene / j, "resid": self.resid / (s * j)}
         return {k: (v / total if total > 0 else math.nan) for k, v in parts.items()}
 
 
 def _satterthwaite(ms: np.ndarray, s: int, i: int, seed_pos: np.ndarray, image_pos: np.ndarray) -> np.ndarray:
-    """Satterthwaite df of the floored combination; ``ms``: (..., 3) mean squares (seed, image, resid)."""
+    """Satterthwaite df of the floored combination; ``ms``: (..., 3) mean squares (seed, column, resid)."""
     df = np.array([s - 1, i - 1, (s - 1) * (i - 1)], dtype=float)
     seed_pos, image_pos = np.asarray(seed_pos), np.asarray(image_pos)
-    # coefficients (c_seed, c_image, c_resid) of S*I*Var(mean) as a combination of mean squares, per floor case
+    # coefficients (c_seed, c_column, c_resid) of S*I*Var(mean) as a combination of mean squares, per floor case
     c = np.zeros(ms.shape)
     both = seed_pos & image_pos
     c[..., 0] = np.where(seed_pos, 1.0, 0.0)
@@ -174,31 +182,32 @@ def _satterthwaite(ms: np.ndarray, s: int, i: int, seed_pos: np.ndarray, image_p
 
 
 def crossed_estimates(d: np.ndarray) -> dict[str, np.ndarray]:
-    """Vectorised crossed-ANOVA estimates of the mean of ``d`` (shape (..., S, I), seeds x images, S, I >= 2).
+    """Vectorised crossed-ANOVA estimates of the mean of ``d`` (shape (..., S, J), seeds x columns, S, J >= 2;
+    the columns are scenes, or images when each image is its own scene).
 
     Returns arrays over the leading axes: ``mean``, ``var_mean`` (floored, see the module docstring), ``dof``
-    (Satterthwaite), ``var_seed``, ``var_image``, ``var_resid`` (floored components), ``ms_seed``, ``ms_image``,
-    ``ms_resid``. With I == 1 or S == 1 use :func:`seed_level_estimates` (one-level) instead.
+    (Satterthwaite), ``var_seed``, ``var_scene``, ``var_resid`` (floored components), ``ms_seed``, ``ms_scene``,
+    ``ms_resid``. With J == 1 or S == 1 use :func:`seed_level_estimates` (one-level) instead.
     """
     d = np.asarray(d, dtype=float)
     s, i = d.shape[-2], d.shape[-1]
     if s < 2 or i < 2:
-        raise ValueError(f"crossed_estimates: need at least 2 seeds and 2 images, got {s} x {i}")
+        raise ValueError(f"crossed_estimates: need at least 2 seeds and 2 scenes, got {s} x {i}")
     grand = d.mean(axis=(-2, -1))
     row = d.mean(axis=-1)  # (..., S) seed means
-    col = d.mean(axis=-2)  # (..., I) image means
+    col = d.mean(axis=-2)  # (..., J) column means
     g = grand[..., None]
     ms_seed = i * ((row - g) ** 2).sum(-1) / (s - 1)
-    ms_image = s * ((col - g) ** 2).sum(-1) / (i - 1)
+    ms_scene = s * ((col - g) ** 2).sum(-1) / (i - 1)
     resid = d - row[..., :, None] - col[..., None, :] + grand[..., None, None]
     ms_resid = (resid ** 2).sum(axis=(-2, -1)) / ((s - 1) * (i - 1))
     var_seed = np.maximum(ms_seed - ms_resid, 0.0) / i
-    var_image = np.maximum(ms_image - ms_resid, 0.0) / s
-    var_mean = var_seed / s + var_image / i + ms_resid / (s * i)
-    ms = np.stack([ms_seed, ms_image, ms_resid], axis=-1)
-    dof = _satterthwaite(ms, s, i, var_seed > 0, var_image > 0)
-    return dict(mean=grand, var_mean=var_mean, dof=dof, var_seed=var_seed, var_image=var_image,
-                var_resid=ms_resid, ms_seed=ms_seed, ms_image=ms_image, ms_resid=ms_resid)
+    var_scene = np.maximum(ms_scene - ms_resid, 0.0) / s
+    var_mean = var_seed / s + var_scene / i + ms_resid / (s * i)
+    ms = np.stack([ms_seed, ms_scene, ms_resid], axis=-1)
+    dof = _satterthwaite(ms, s, i, var_seed > 0, var_scene > 0)
+    return dict(mean=grand, var_mean=var_mean, dof=dof, var_seed=var_seed, var_scene=var_scene,
+                var_resid=ms_resid, ms_seed=ms_seed, ms_scene=ms_scene, ms_resid=ms_resid)
 
 
 def seed_level_estimates(d: np.ndarray) -> dict[str, np.ndarray]:
@@ -210,14 +219,79 @@ def seed_level_estimates(d: np.ndarray) -> dict[str, np.ndarray]:
     var = d.var(axis=-1, ddof=1)
     nan = np.full(var.shape, np.nan)
     return dict(mean=d.mean(-1), var_mean=var / s, dof=np.full(var.shape, s - 1.0), var_seed=var,
-                var_image=nan, var_resid=nan)
+                var_scene=nan, var_resid=nan)
 
 
-def _estimates(d: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
-    """Estimates for a (..., S, I) table (I == 1: one-level); returns (estimates, one_level)."""
-    if d.shape[-1] < 2:
-        return seed_level_estimates(d[..., 0]), True
-    return crossed_estimates(d), False
+def _estimates(t: np.ndarray) -> tuple[dict[str, np.ndarray], bool]:
+    """Estimates for an estimand's (..., S, K) table (K == 1: one-level); returns (estimates, one_level)."""
+    if t.shape[-1] < 2:
+        return seed_level_estimates(t[..., 0]), True
+    return crossed_estimates(t), False
+
+
+def scene_means(d: np.ndarray, scenes: Sequence[str] | np.ndarray) -> np.ndarray:
+    """(..., S, N) per-image differences -> (..., S, J) per-scene means (scenes in sorted order; every image of a
+    scene weighs the same within it)."""
+    codes, _ = pd.factorize(pd.Series(list(scenes)).astype(str), sort=True)
+    weights = np.zeros((len(codes), codes.max() + 1))  # (N, J): 1 / n_j where image i is in scene j
+    weights[np.arange(len(codes)), codes] = 1.0
+    weights /= weights.sum(axis=0, keepdims=True)
+    return np.asarray(d, dtype=float) @ weights
+
+
+def estimand_table(d: np.ndarray, scenes: Sequence[str] | np.ndarray, estimand: str) -> np.ndarray:
+    """The table an estimand is analysed on, from (..., S, N) per-image differences: ``test_set`` -> (..., S, 1)
+    per-seed means over all N images; ``population`` -> (..., S, J) per-seed scene means (one column: one scene,
+    which a caller must refuse)."""
+    d = np.asarray(d, dtype=float)
+    if check_estimand(estimand) == "test_set":
+        return d.mean(axis=-1, keepdims=True)
+    return scene_means(d, scenes)
+
+
+def variance_split(d: np.ndarray, scenes: Sequence[str]) -> dict[str, float]:
+    """Nested ANOVA variance components of an (S, N) difference table whose images lie in ``scenes``:
+    ``seed``, ``scene``, ``image`` (within scene), ``seed_scene`` and ``resid`` (seed x image), each floored at
+    zero (NaN where not identifiable: ``image`` and the seed x image residual need scenes of 2+ images, all need
+    2+ seeds). Unbalanced scenes use the one-way ANOVA mean scene size n0 in place of I."""
+    d = np.asarray(d, dtype=float)
+    nan = dict(seed=math.nan, scene=math.nan, image=math.nan, seed_scene=math.nan, resid=math.nan)
+    s, n = d.shape
+    codes, _ = pd.factorize(pd.Series(list(scenes)).astype(str), sort=True)
+    j = int(codes.max()) + 1 if n else 0
+    if s < 2 or j < 2:
+        return nan
+    counts = np.bincount(codes, minlength=j).astype(float)
+    n0 = (n - (counts ** 2).sum() / n) / (j - 1)
+    grand = d.mean()
+    seed_m = d.mean(axis=1)  # (S,)
+    sm = scene_means(d, scenes)  # (S, J) seed x scene cell means
+    scene_m = sm.mean(axis=0)  # (J,) scene means over seeds and their images
+    image_m = d.mean(axis=0)  # (N,)
+    ss_seed = n * ((seed_m - grand) ** 2).sum()
+    ss_scene = s * (counts * (scene_m - grand) ** 2).sum()
+    ss_image = s * ((image_m - scene_m[codes]) ** 2).sum()
+    inter = sm - seed_m[:, None] - scene_m[None, :] + grand
+    ss_seed_scene = (counts[None, :] * inter ** 2).sum()
+    resid = d - sm[:, codes] - image_m[None, :] + scene_m[codes][None, :]
+    ss_resid = (resid ** 2).sum()
+    ms_seed = ss_seed / (s - 1)
+    ms_scene = ss_scene / (j - 1)
+    ms_seed_scene = ss_seed_scene / ((s - 1) * (j - 1))
+    if n > j:  # some scene holds 2+ images: image and seed x image terms are identifiable
+        ms_image = ss_image / (n - j)
+        ms_resid = ss_resid / ((s - 1) * (n - j))
+        v_resid = ms_resid
+        v_image = max(ms_image - ms_resid, 0.0) / s
+        v_seed_scene = max(ms_seed_scene - ms_resid, 0.0) / n0
+        v_scene = max(ms_scene - ms_seed_scene - ms_image + ms_resid, 0.0) / (s * n0)
+    else:  # one image per scene: image and scene effects coincide, so do the two residuals
+        v_resid, v_image = math.nan, math.nan
+        v_seed_scene = ms_seed_scene
+        v_scene = max(ms_scene - ms_seed_scene, 0.0) / s
+    v_seed = max(ms_seed - ms_seed_scene, 0.0) / n
+    return dict(seed=float(v_seed), scene=float(v_scene), image=float(v_image), seed_scene=float(v_seed_scene),
+                resid=float(v_resid))
 
 
 # ------------------------------------------------------------------------------------------------ input
@@ -254,20 +328,44 @@ def _check_frame(df: pd.DataFrame, need_step: bool = False) -> None:
                          f"{sorted(df[(df['variant'] == v) & (df['seed'] == s)]['run_id'].unique())}; expected one")
 
 
-def paired_table(df: pd.DataFrame, variant: str, reference: str) -> tuple[np.ndarray, list[int], list[str], str]:
-    """The paired differences variant - reference as an array (S, I) (seeds ascending x images sorted).
+@dataclass(frozen=True)
+class PairedDesign:
+    """The paired differences variant - reference of a family's comparison.
 
-    Only seeds present for both variants are used, and only images present in every one of their runs. Without
-    an ``image`` column I == 1 (set means). Returns (d, seeds, images, note) where ``note`` says what was dropped.
+    ``d``: (S, N) array, seeds ascending x images sorted; ``scenes[i]``: the scene of image ``images[i]``
+    (the image itself where no scene is recorded; ``"<set mean>"`` for set means). ``note`` says what was
+    dropped to pair the runs.
     """
+
+    d: np.ndarray
+    seeds: tuple[int, ...]
+    images: tuple[str, ...]
+    scenes: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def n_scenes(self) -> int:
+        return len(set(self.scenes))
+
+    def table(self, estimand: str) -> np.ndarray:
+        """The estimand's (S, K) table (:func:`estimand_table`)."""
+        if self.d.size == 0:
+            return np.zeros((0, 1))
+        return estimand_table(self.d, self.scenes, estimand)
+
+
+def paired_design(df: pd.DataFrame, variant: str, reference: str) -> PairedDesign:
+    """The paired differences of ``variant`` against ``reference`` in a tidy frame (columns in the module
+    docstring). Only seeds present for both variants are used, and only images present in every one of their
+    runs. An image recorded under two scenes is an error."""
     for name in (variant, reference):
         if name not in set(df["variant"]):
             raise ValueError(f"ablation data: variant {name!r} not found; found {sorted(df['variant'].unique())}")
-    has_images = "image" in df.columns
     sub = df[df["variant"].isin([variant, reference])]
-    if not has_images:
+    if "image" not in sub.columns:
         sub = sub.assign(image="<set mean>")
     sub = sub.assign(image=sub["image"].astype(str))
+    sub = sub.assign(scene=sub["scene"].astype(str) if "scene" in sub.columns else sub["image"])
     seeds_v = set(sub.loc[sub["variant"] == variant, "seed"])
     seeds_r = set(sub.loc[sub["variant"] == reference, "seed"])
     seeds = sorted(int(s) for s in seeds_v & seeds_r)
@@ -277,30 +375,39 @@ def paired_table(df: pd.DataFrame, variant: str, reference: str) -> tuple[np.nda
         notes.append(f"{unpaired} unpaired seed(s) dropped")
     sub = sub[sub["seed"].isin(seeds)]
     if not seeds:
-        return np.zeros((0, 0)), [], [], "; ".join(notes + ["no common seeds"])
+        return PairedDesign(np.zeros((0, 0)), (), (), (), "; ".join(notes + ["no common seeds"]))
     n_cells = 2 * len(seeds)  # one value per (variant, seed, image): checked by _check_frame
     count = sub.groupby("image").size()
     images = sorted(count.index[count == n_cells])
     if len(images) < len(count):
         notes.append(f"{len(count) - len(images)} image(s) missing in some runs dropped")
     sub = sub[sub["image"].isin(images)]
+    scene_of = sub.groupby("image")["scene"].agg(lambda s: sorted(set(s)))
+    mixed = scene_of[scene_of.map(len) > 1]
+    if len(mixed):
+        raise ValueError(f"ablation data: image {mixed.index[0]!r} is recorded under several scenes "
+                         f"{mixed.iloc[0]}; expected one scene per image")
     wide = sub.pivot_table(index=["seed", "image"], columns="variant", values="value", aggfunc="first")
     d = (wide[variant] - wide[reference]).unstack("image").reindex(index=seeds, columns=images)
-    return d.to_numpy(dtype=float), seeds, images, "; ".join(notes)
+    return PairedDesign(d.to_numpy(dtype=float), tuple(seeds), tuple(images),
+                        tuple(scene_of[i][0] for i in images), "; ".join(notes))
 
 
 # ------------------------------------------------------------------------------------------- the effect
 @dataclass(frozen=True)
 class PairedEffect:
-    """Mean paired difference variant - reference (value units, e.g. dB) with its uncertainty.
+    """Mean paired difference variant - reference (value units, e.g. dB) under one estimand, with its
+    uncertainty.
 
     ``ci_low``/``ci_high``: the ``level`` two-sided t interval; ``p``: two-sided p of H0 difference = 0 (NaN
-    when fewer than 2 seeds or zero variance with a zero mean); ``dof``: Satterthwaite df; ``components``: the
-    variance split; ``seeds``/``images``: what was paired.
+    when it cannot be estimated: fewer than 2 seeds, or fewer than 2 scenes for ``population``); ``dof``:
+    Satterthwaite df; ``components``: the estimand's variance components; ``n_scenes``/``n_images``: the
+    design's scenes and images (0 for set means).
     """
 
     variant: str
     reference: str
+    estimand: str
     difference: float
     se: float
     dof: float
@@ -310,7 +417,8 @@ class PairedEffect:
     level: float
     components: VarianceComponents
     n_seeds: int
-    n_images: int  # 0: set means only (one-level)
+    n_scenes: int
+    n_images: int
     seeds: tuple[int, ...] = field(repr=False)
     note: str = ""
 
@@ -332,35 +440,41 @@ def _t_p(mean: float, se: float, dof: float) -> float:
     return float(2 * stats.t.sf(abs(mean) / se, dof))
 
 
-def effect_from_differences(d: np.ndarray, variant: str = "variant", reference: str = "reference",
-                            level: float = 0.95, seeds: Sequence[int] | None = None, note: str = "") -> PairedEffect:
-    """:class:`PairedEffect` of a difference table ``d`` (S, I) (seeds x images; I == 1 for set means)."""
-    d = np.asarray(d, dtype=float)
-    if d.ndim == 1:
-        d = d[:, None]
-    s, i = d.shape
-    seeds = tuple(range(s)) if seeds is None else tuple(int(x) for x in seeds)
-    n_images = 0 if i < 2 else i
+def effect_of_design(design: PairedDesign, estimand: str, variant: str = "variant", reference: str = "reference",
+                     level: float = 0.95) -> PairedEffect:
+    """:class:`PairedEffect` of a :class:`PairedDesign` under ``estimand``."""
+    table = design.table(check_estimand(estimand))  # (S, K)
+    s, k = table.shape
+    set_means = design.images == ("<set mean>",)
+    n_scenes, n_images = (0, 0) if set_means else (design.n_scenes, len(design.images))
+    mean = float(table.mean()) if table.size else math.nan
+    notes = [design.note] if design.note else []
+    blocked = None
     if s < 2:
-        mean = float(d.mean()) if d.size else math.nan
-        comp = VarianceComponents(math.nan, math.nan, math.nan, s, n_images)
-        note = "; ".join(x for x in (note, f"{s} paired seed(s): no interval") if x)
-        return PairedEffect(variant, reference, mean, math.nan, math.nan, math.nan, math.nan, math.nan, level,
-                            comp, s, n_images, seeds, note)
-    est, _ = _estimates(d)
-    mean, var, dof = float(est["mean"]), float(est["var_mean"]), float(est["dof"])
-    comp = VarianceComponents(float(est["var_seed"]), float(est["var_image"]), float(est["var_resid"]), s, n_images)
+        blocked = f"{s} paired seed(s): no interval"
+    elif estimand == "population" and k < 2:
+        blocked = (f"{n_scenes} scene(s): the population estimand needs at least 2" if not set_means else
+                   "set means only: the population estimand needs per-image values")
+    if blocked:
+        comp = VarianceComponents(math.nan, math.nan, math.nan, s, 0 if estimand == "test_set" else k)
+        return PairedEffect(variant, reference, estimand, mean, math.nan, math.nan, math.nan, math.nan, math.nan,
+                            level, comp, s, n_scenes, n_images, design.seeds, "; ".join([*notes, blocked]))
+    est, one_level = _estimates(table)
+    var, dof = float(est["var_mean"]), float(est["dof"])
+    comp = VarianceComponents(float(est["var_seed"]), float(est["var_scene"]), float(est["var_resid"]), s,
+                              0 if one_level else k)
     se = math.sqrt(var)
     h = stats.t.ppf(0.5 + level / 2, dof) * se if se > 0 else 0.0
-    return PairedEffect(variant, reference, mean, se, dof, mean - h, mean + h, _t_p(mean, se, dof), level, comp, s,
-                        n_images, seeds, note)
+    return PairedEffect(variant, reference, estimand, mean, se, dof, mean - h, mean + h, _t_p(mean, se, dof), level,
+                        comp, s, n_scenes, n_images, design.seeds, "; ".join(notes))
 
 
-def paired_effect(df: pd.DataFrame, variant: str, reference: str, level: float = 0.95) -> PairedEffect:
-    """Effect of ``variant`` against ``reference`` in a tidy DataFrame (see the module docstring for columns)."""
+def paired_effect(df: pd.DataFrame, variant: str, reference: str, level: float = 0.95,
+                  estimand: str = "population") -> PairedEffect:
+    """Effect of ``variant`` against ``reference`` in a tidy DataFrame with columns ``run_id, variant, seed,
+    image, scene, value`` (see the module docstring) under ``estimand`` (``test_set`` or ``population``)."""
     _check_frame(df)
-    d, seeds, _, note = paired_table(df, variant, reference)
-    return effect_from_differences(d if d.size else np.zeros((0, 1)), variant, reference, level, seeds, note)
+    return effect_of_design(paired_design(df, variant, reference), estimand, variant, reference, level)
 
 
 # ----------------------------------------------------------------------------------------- equivalence
@@ -438,14 +552,14 @@ def _nc_for_power(dof: float, alpha: float, power: float) -> float:
 
 
 def minimum_detectable_effect(components: VarianceComponents, n_seeds: int | None = None,
-                              n_images: int | None = None, alpha: float = 0.05, power: float = 0.8) -> float:
+                              n_scenes: int | None = None, alpha: float = 0.05, power: float = 0.8) -> float:
     """Smallest |difference| (value units) detected with probability ``power`` by the two-sided level-``alpha``
-    test, with ``n_seeds`` x ``n_images`` (default: the observed numbers); NaN if the components are unknown."""
+    test, with ``n_seeds`` x ``n_scenes`` (default: the observed numbers); NaN if the components are unknown."""
     s = components.n_seeds if n_seeds is None else n_seeds
-    var = components.var_mean(s, n_images)
+    var = components.var_mean(s, n_scenes)
     if s < 2 or not np.isfinite(var):
         return math.nan
-    dof = components.dof(s, n_images)
+    dof = components.dof(s, n_scenes)
     return _nc_for_power(dof, alpha, power) * math.sqrt(var)
 
 
@@ -489,26 +603,34 @@ def _fmt_p(p: float) -> str:
 
 def verdict_text(difference: float, ci_low: float, ci_high: float, p_holm: float, significant: bool,
                  equivalent: bool, delta: float, needed: float, n_seeds: int, tost_p: float = math.nan,
-                 unit: str = "dB", higher_is_better: bool = True, power: float = 0.8) -> str:
-    """The verdict in words (see the module docstring); ``needed`` is :func:`seeds_needed` for ``delta``."""
+                 unit: str = "dB", higher_is_better: bool = True, power: float = 0.8, *, estimand: str,
+                 n_scenes: int = 0) -> str:
+    """The verdict in words, naming the ``estimand`` (see the module docstring); ``needed`` is
+    :func:`seeds_needed` for ``delta``; ``n_scenes``: the scenes of the design (``population``)."""
     u = f" {unit}" if unit else ""
     k = _digits(delta)
+    where = ESTIMAND_WORDS[check_estimand(estimand)]
     if significant:
         worse = (difference < 0) == higher_is_better
         lo, hi = (-ci_high, -ci_low) if difference < 0 else (ci_low, ci_high)
         text = (f"{'costs' if worse else 'gains'} {_fmt(abs(difference), k)}{u} [{_fmt(lo, k)}, {_fmt(hi, k)}] "
-                f"(Holm p {_fmt_p(p_holm)})")
+                f"{where} (Holm p {_fmt_p(p_holm)})")
         return text + (f"; within the ±{delta:g}{u} margin" if equivalent else "")
     if equivalent:
-        return f"equivalent within ±{delta:g}{u} (TOST p {_fmt_p(tost_p)})"
-    if n_seeds < 2 or not np.isfinite(ci_low):
-        return f"inconclusive: {n_seeds} paired seed(s), at least 2 needed"
+        return f"equivalent within ±{delta:g}{u} {where} (TOST p {_fmt_p(tost_p)})"
+    if n_seeds < 2:
+        return f"inconclusive {where}: {n_seeds} paired seed(s), at least 2 needed"
+    if not np.isfinite(ci_low):
+        return f"inconclusive {where}: {n_scenes} scene(s), at least 2 needed"
     detail = f"{difference:+.{k}f}{u} [{_fmt(ci_low, k)}, {_fmt(ci_high, k)}]"
     if math.isinf(needed):
-        return f"inconclusive: more seeds cannot resolve ±{delta:g}{u} with these images ({detail})"
+        if estimand == "population":
+            return (f"inconclusive {where}: more scenes needed; more seeds cannot resolve ±{delta:g}{u} with "
+                    f"these {n_scenes} scenes ({detail})")
+        return f"inconclusive {where}: more seeds than can be run needed ({detail})"
     if needed > n_seeds:
-        return f"inconclusive: about {int(needed)} seeds needed ({detail})"
-    return f"inconclusive: {detail}; {n_seeds} seeds give {power:.0%} power at ±{delta:g}{u}, neither shown"
+        return f"inconclusive {where}: about {int(needed)} seeds needed ({detail})"
+    return f"inconclusive {where}: {detail}; {n_seeds} seeds give {power:.0%} power at ±{delta:g}{u}, neither shown"
 
 
 def _resolve_delta(delta: float | None, scale: str | None) -> float:
@@ -521,20 +643,24 @@ def _resolve_delta(delta: float | None, scale: str | None) -> float:
     return default_margin(scale)
 
 
-def verdict_table(df: pd.DataFrame, reference: str = "full", *, delta: float | None = None, scale: str | None = None,
-                  alpha: float = 0.05, power: float = 0.8, step: int | None = None, unit: str = "dB",
-                  higher_is_better: bool = True, holm_equivalence: bool = False,
+def verdict_table(df: pd.DataFrame, reference: str, *, estimand: str, delta: float | None = None,
+                  scale: str | None = None, alpha: float = 0.05, power: float = 0.8, step: int | None = None,
+                  unit: str = "dB", higher_is_better: bool = True, holm_equivalence: bool = False,
                   variants: Iterable[str] | None = None) -> pd.DataFrame:
-    """Verdict table of one family: one row per non-reference variant, columns :data:`VERDICT_COLUMNS`.
+    """Verdict table of one family under one ``estimand``: one row per non-reference variant, columns
+    :data:`VERDICT_COLUMNS`.
 
     ``df``: tidy per-image (or set-mean) values of one dataset, protocol, metric and step (see the module
-    docstring). ``delta`` (value units) or ``scale`` (``paper``/``proxy``, :data:`DEFAULT_MARGINS`) sets the
-    equivalence margin. Holm runs over the variants of the table. ``step``: written to the step column (default:
-    the single value of a ``step`` column, else None). ``var_seed``/``var_image``/``var_resid`` are the
-    variance components, ``seed_share``/``image_share`` their shares of Var(mean); ``mde`` is at 80% power
-    (``power``) with the observed seeds and images; ``seeds_needed`` detects ``delta`` (inf: unreachable).
+    docstring). ``reference``: the family's declared reference variant. ``delta`` (value units) or ``scale``
+    (``paper``/``proxy``, :data:`DEFAULT_MARGINS`) sets the equivalence margin. Holm runs over the variants of
+    the table. ``step``: written to the step column (default: the single value of a ``step`` column, else None).
+    ``var_seed``/``var_scene``/``var_image``/``var_seed_scene``/``var_resid`` are the nested variance split
+    (:func:`variance_split`), ``seed_share``/``scene_share`` the shares of the estimand's Var(mean); ``mde`` is
+    at 80% power (``power``) with the observed seeds and scenes; ``seeds_needed`` detects ``delta`` (inf:
+    unreachable with these scenes).
     """
     _check_frame(df)
+    check_estimand(estimand)
     d_margin = _resolve_delta(delta, scale)
     if step is None and "step" in df.columns:
         steps = df["step"].dropna().unique()
@@ -542,35 +668,41 @@ def verdict_table(df: pd.DataFrame, reference: str = "full", *, delta: float | N
             raise ValueError(f"verdict_table: several steps {sorted(steps)[:5]}...; filter to one or use "
                              "verdicts_by_step")
         step = int(steps[0]) if len(steps) else None
-    names = sorted(set(df["variant"]) - {reference}) if variants is None else [v for v in variants if v != reference]
     if reference not in set(df["variant"]):
         raise ValueError(f"ablation data: reference variant {reference!r} not found; found "
                          f"{sorted(df['variant'].unique())}")
-    effects = [paired_effect(df, v, reference) for v in names]
+    names = sorted(set(df["variant"]) - {reference}) if variants is None else [v for v in variants if v != reference]
+    designs = [paired_design(df, v, reference) for v in names]
+    effects = [effect_of_design(d, estimand, v, reference) for d, v in zip(designs, names)]
     tosts = [equivalence_test(e, d_margin, alpha) if np.isfinite(e.se) else None for e in effects]
     p_holm = holm([e.p for e in effects])
     tost_p = np.array([t.p if t else math.nan for t in tosts])
     tost_holm = holm(tost_p)
     rows = []
-    for e, ph, tp, tph in zip(effects, p_holm, tost_p, tost_holm):
+    for design, e, ph, tp, tph in zip(designs, effects, p_holm, tost_p, tost_holm):
         c = e.components
         share = c.contributions()
+        split = variance_split(design.d, design.scenes)
         significant = bool(ph < alpha)
         equivalent = bool((tph if holm_equivalence else tp) < alpha)
-        mde = minimum_detectable_effect(c, alpha=alpha, power=power) if e.n_seeds >= 2 else math.nan
-        need = seeds_needed(c, d_margin, alpha, power) if e.n_seeds >= 2 else math.nan
+        estimable = e.n_seeds >= 2 and np.isfinite(c.seed)
+        mde = minimum_detectable_effect(c, alpha=alpha, power=power) if estimable else math.nan
+        need = seeds_needed(c, d_margin, alpha, power) if estimable else math.nan
         rows.append(dict(
-            variant=e.variant, reference=reference, step=step, difference=e.difference, ci_low=e.ci_low,
-            ci_high=e.ci_high, p=e.p, p_holm=ph, delta=d_margin, tost_p=tp, equivalent=equivalent, mde=mde,
-            seeds_needed=need, n_seeds=e.n_seeds, n_images=e.n_images, var_seed=c.seed, var_image=c.image,
+            variant=e.variant, reference=reference, estimand=estimand, step=step, difference=e.difference,
+            ci_low=e.ci_low, ci_high=e.ci_high, p=e.p, p_holm=ph, delta=d_margin, tost_p=tp, equivalent=equivalent,
+            mde=mde, seeds_needed=need, n_seeds=e.n_seeds, n_scenes=e.n_scenes, n_images=e.n_images,
+            var_seed=split["seed"], var_scene=split["scene"], var_image=split["image"],
             verdict=verdict_text(e.difference, e.ci_low, e.ci_high, ph, significant, equivalent, d_margin, need,
-                                 e.n_seeds, tph if holm_equivalence else tp, unit, higher_is_better, power),
-            significant=significant, se=e.se, dof=e.dof, var_resid=c.resid, seed_share=share["seed"],
-            image_share=share["image"], tost_p_holm=tph, note=e.note))
+                                 e.n_seeds, tph if holm_equivalence else tp, unit, higher_is_better, power,
+                                 estimand=estimand, n_scenes=e.n_scenes),
+            significant=significant, se=e.se, dof=e.dof, var_seed_scene=split["seed_scene"],
+            var_resid=split["resid"], seed_share=share["seed"], scene_share=share["scene"], tost_p_holm=tph,
+            note=e.note))
     return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
 
 
-def verdicts_by_step(df: pd.DataFrame, reference: str = "full", **kwargs) -> pd.DataFrame:
+def verdicts_by_step(df: pd.DataFrame, reference: str, **kwargs) -> pd.DataFrame:
     """:func:`verdict_table` at every value of the ``step`` column (steps ascending; Holm within each step).
 
     Rows with a missing step are ignored. The ``significant`` column marks the steps where a difference is
@@ -795,32 +927,41 @@ def sequential_decide(diffs: Mapping[str, np.ndarray], plan: SequentialPlan, loo
     return pd.DataFrame(rows) if rows else pd.DataFrame(columns=list(SEQUENTIAL_COLUMNS))
 
 
-def sequential_decisions(df: pd.DataFrame, plan: SequentialPlan, look: int, reference: str = "full") -> pd.DataFrame:
-    """Decisions per non-reference variant at ``look`` from the tidy data collected so far (columns as for
-    :func:`verdict_table`). Look k uses the first ``plan.looks[k]`` common seeds in increasing seed order, so
-    seeds must be run in that order. Columns :data:`SEQUENTIAL_COLUMNS`; ``difference``/``se``/``dof``/``t``
-    are at the current look (NaN for a variant that stopped earlier with fewer seeds), ``*_t_bound`` the current
-    t boundaries, ``significant_look``/``equivalent_look`` the look of the claim."""
+def sequential_decisions(df: pd.DataFrame, plan: SequentialPlan, look: int, reference: str, *,
+                         estimand: str) -> pd.DataFrame:
+    """Decisions per non-reference variant at ``look`` under ``estimand`` from the tidy data collected so far
+    (columns as for :func:`verdict_table`). Look k uses the first ``plan.looks[k]`` common seeds in increasing
+    seed order, so seeds must be run in that order. Columns :data:`SEQUENTIAL_COLUMNS`;
+    ``difference``/``se``/``dof``/``t`` are at the current look (NaN for a variant that stopped earlier with
+    fewer seeds), ``*_t_bound`` the current t boundaries, ``significant_look``/``equivalent_look`` the look of
+    the claim."""
     _check_frame(df)
+    check_estimand(estimand)
     if reference not in set(df["variant"]):
         raise ValueError(f"ablation data: reference variant {reference!r} not found; found "
                          f"{sorted(df['variant'].unique())}")
     names = sorted(set(df["variant"]) - {reference})
-    diffs, n_images = {}, {}
+    diffs, n_scenes = {}, {}
     for v in names:
-        d, _, imgs, _ = paired_table(df, v, reference)
-        diffs[v] = d if d.size else np.zeros((0, 1))
-        n_images[v] = len(imgs) if "image" in df.columns and len(imgs) > 1 else 0
+        design = paired_design(df, v, reference)
+        table = design.table(estimand)
+        if estimand == "population" and design.d.size and table.shape[1] < 2:
+            raise ValueError(f"variant {v!r}: {design.n_scenes} scene(s); the population estimand needs at least 2")
+        diffs[v] = table if table.size else np.zeros((0, 1))
+        n_scenes[v] = design.n_scenes
     out = sequential_decide(diffs, plan, look)
     out.insert(1, "reference", reference)
-    out.insert(4, "n_images", out["variant"].map(n_images))
+    out.insert(2, "estimand", estimand)
+    out.insert(5, "n_scenes", out["variant"].map(n_scenes))
     return out[list(SEQUENTIAL_COLUMNS)]
 
 
 __all__ = [
-    "DEFAULT_MARGINS", "Equivalence", "PairedEffect", "SEQUENTIAL_COLUMNS", "SequentialPlan", "VERDICT_COLUMNS",
-    "VarianceComponents", "crossed_estimates", "default_margin", "effect_from_differences", "equivalence_test",
-    "holm", "look_statistics", "minimum_detectable_effect", "obrien_fleming_spending", "paired_effect",
-    "paired_table", "power_two_sided", "seed_level_estimates", "seeds_needed", "sequential_decide",
-    "sequential_decisions", "spending_boundaries", "verdict_table", "verdict_text", "verdicts_by_step",
+    "DEFAULT_MARGINS", "ESTIMANDS", "ESTIMAND_WORDS", "Equivalence", "PairedDesign", "PairedEffect",
+    "SEQUENTIAL_COLUMNS", "SequentialPlan", "VERDICT_COLUMNS", "VarianceComponents", "check_estimand",
+    "crossed_estimates", "default_margin", "effect_of_design", "equivalence_test", "estimand_table", "holm",
+    "look_statistics", "minimum_detectable_effect", "obrien_fleming_spending", "paired_design", "paired_effect",
+    "power_two_sided", "scene_means", "seed_level_estimates", "seeds_needed", "sequential_decide",
+    "sequential_decisions", "spending_boundaries", "variance_split", "verdict_table", "verdict_text",
+    "verdicts_by_step",
 ]

@@ -60,7 +60,10 @@ class Record:
 
     ``time`` is ISO-8601 in UTC (e.g. ``2024-05-01T12:00:00+00:00``); ``step`` is the training iteration
     (None for evaluations of finished checkpoints); ``synthetic`` is True when the data was the synthetic
-    default rather than a real dataset; ``recipe`` is e.g. ``proxy``, ``paper``, ``eval`` or ``bench``.
+    default rather than a real dataset; ``recipe`` is e.g. ``proxy``, ``paper``, ``eval`` or ``bench``;
+    ``reference`` is the variant an ablation family compares every variant with (the family's declared
+    ``REFERENCE``, carried by the run spec; None outside ablation families and in records written before it
+    was recorded).
     """
 
     run_id: str
@@ -81,6 +84,7 @@ class Record:
     time: str
     synthetic: bool
     recipe: str
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -95,6 +99,9 @@ class Record:
                 if f.name == "step" and v is not None and v < 0:
                     raise ValueError(f"Record.step: expected >= 0, got {v}")
                 object.__setattr__(self, f.name, None if v is None else int(v))
+            elif f.name in _OPT_STR_FIELDS:
+                if v is not None and (not isinstance(v, str) or not v):
+                    raise ValueError(f"Record.{f.name}: expected a non-empty str or None, got {v!r}")
             elif f.name == "value":
                 if isinstance(v, bool) or not isinstance(v, numbers.Real):
                     raise ValueError(f"Record.value: expected a real number, got {v!r}")
@@ -123,6 +130,7 @@ IDENTITY: tuple[str, ...] = ("run_id", "split", "dataset", "protocol", "metric",
 BATCH_KEY, SIZE_KEY = "_batch", "_n"  # batch framing of a JSONL line (not Record fields)
 _BOOL_FIELDS = frozenset({"git_dirty", "synthetic"})
 _OPT_INT_FIELDS = frozenset({"step", "seed"})
+_OPT_STR_FIELDS = frozenset({"reference"})
 
 
 def utc_now() -> str:
@@ -186,7 +194,8 @@ def make_records(common: Mapping[str, Any], metrics: Mapping[str, float], **kw: 
         raise ValueError(f"make_records: unknown fields {sorted(unknown)}; Record fields are {COLUMNS}")
     if "metric" in fields or "value" in fields:
         raise ValueError("make_records: pass metric/value through `metrics`, not `common`/kw")
-    missing = set(COLUMNS) - set(fields) - {"metric", "value"}
+    optional = {f.name for f in dataclasses.fields(Record) if f.default is not dataclasses.MISSING}
+    missing = set(COLUMNS) - set(fields) - {"metric", "value"} - optional
     if missing:
         raise ValueError(f"make_records: missing fields {sorted(missing)}")
     if not metrics:

@@ -58,6 +58,10 @@ TASK_NAMES: tuple[str, ...] = tuple(TASKS)
 DATASETS: dict[str, Task] = {t.dataset: t for t in TASKS.values()}
 
 RECIPE_KINDS: tuple[str, ...] = ("paper", "proxy", "eval", "eval-subset", "bench")
+# Record families that are not ablation families (no verdicts): evaluations of finished checkpoints by the
+# benchmark commands, the speed suite, and Optuna studies (which keep their own trials table and figures).
+CHECKPOINT_EVAL, SPEED, STUDY = "checkpoint_eval", "speed", "optuna"
+NON_ABLATION_FAMILIES: tuple[str, ...] = (CHECKPOINT_EVAL, SPEED, STUDY)
 PAPER_KINDS: tuple[str, ...] = ("paper", "eval")  # the only kinds whose real-data numbers meet published ones
 SPLITS: tuple[str, ...] = ("train", "val", "test", "model", "bench")
 

@@ -79,6 +79,8 @@ class RunSpec:
     data: str | None = None  # dataset directory; None = the synthetic default
     family: str = "adhoc"
     variant: str = "custom"
+    # The variant the family compares every variant with (ablations/<family>.py REFERENCE); None for ad-hoc runs.
+    reference: str | None = None
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only for fp16)
     channels_last: bool = False
     train_crops: str | None = None  # folder written by `python -m hinet.data.prepare` (input_crops/gt_crops)
@@ -100,7 +102,7 @@ class RunSpec:
         out = {"recipe": self.recipe.to_dict(), "model": self.model.to_dict(), "seed": self.seed,
                "data": self.data, "family": self.family, "variant": self.variant,
                "precision": self.precision, "channels_last": self.channels_last, "init": self.init}
-        for key in ("train_crops", "fused_norm", "inplace_act", "evaluations"):  # only when set: hashes stay valid
+        for key in ("train_crops", "fused_norm", "inplace_act", "evaluations", "reference"):  # only when set
             if getattr(self, key):
                 out[key] = getattr(self, key)
         return out
@@ -274,7 +276,8 @@ class Recorder:
 
     @classmethod
     def open(cls, spec: RunSpec, run_dir: Path, path: Path, run_id: str, env: dict, tensorboard: bool) -> Recorder:
-        common = dict(run_id=run_id, family=spec.family, variant=spec.variant, seed=spec.seed,
+        common = dict(run_id=run_id, family=spec.family, variant=spec.variant, reference=spec.reference,
+                      seed=spec.seed,
                       git_commit=env["git_commit"], git_dirty=env["git_dirty"], config_hash=env["config_hash"],
                       device=env["device"], torch_version=torch.__version__, synthetic=spec.synthetic,
                       recipe=spec.recipe.kind)

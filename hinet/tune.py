@@ -67,7 +67,7 @@ from .evaluate import DEFAULT_PROTOCOLS, protocol
 from .losses import LOSSES
 from .recipes import RECIPES, Recipe, proxy
 from .report.figures import tune_figures  # the study's report (table and figures) lives with every figure
-from .tasks import TASK_NAMES, TASKS
+from .tasks import STUDY, TASK_NAMES, TASKS
 
 # Loss weights of the official recipes (PSNR loss 0.5 in GoPro/Rain13k, L1 1.0 in SIDD); Charbonnier
 # has no HINet recipe and takes 1.0 as in MPRNet.
@@ -178,7 +178,7 @@ def trial_spec(recipe: Recipe, params: dict, *, seed: int, data: str | None, var
     lr = float(params["lr"])
     r = replace(recipe, lr=lr, eta_min=recipe.eta_min / recipe.lr * lr, batch_size=params["batch"],
                 crop=params["crop"], loss=params["loss"], loss_weight=LOSS_WEIGHTS[params["loss"]])
-    return RunSpec(r, net, seed, data, family="optuna", variant=variant)
+    return RunSpec(r, net, seed, data, family=STUDY, variant=variant)
 
 
 # ----------------------------------------------------------------------------------------------- objective

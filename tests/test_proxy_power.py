@@ -33,8 +33,8 @@ def test_photo_share_separates_photo_effects_from_image_noise():
 
 
 def test_budget_rule_buys_images_against_image_noise_and_seeds_against_seed_noise():
-    seed_noisy = {"a": VarianceComponents(seed=0.2, image=0.001, resid=0.01, n_seeds=4, n_images=64)}
-    image_noisy = {"a": VarianceComponents(seed=0.001, image=2.0, resid=0.01, n_seeds=4, n_images=64)}
+    seed_noisy = {"a": VarianceComponents(seed=0.2, scene=0.001, resid=0.01, n_seeds=4, n_scenes=64)}
+    image_noisy = {"a": VarianceComponents(seed=0.001, scene=2.0, resid=0.01, n_seeds=4, n_scenes=64)}
     few = pa.choose_default(seed_noisy, MODEL, 240)
     many = pa.choose_default(image_noisy, MODEL, 240)
     assert few["images"] < many["images"] and few["seeds"] > many["seeds"]
@@ -44,7 +44,7 @@ def test_budget_rule_buys_images_against_image_noise_and_seeds_against_seed_nois
 
 
 def test_cheapest_grid_for_the_target_reaches_it():
-    comps = {"a": VarianceComponents(seed=0.04, image=0.5, resid=0.1, n_seeds=4, n_images=64)}
+    comps = {"a": VarianceComponents(seed=0.04, scene=0.5, resid=0.1, n_seeds=4, n_scenes=64)}
     out = pa.budget_for(comps, MODEL, 240)
     best = out["best"]
     assert best is not None and np.isfinite(best["grid_s"])

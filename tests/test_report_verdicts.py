@@ -10,7 +10,9 @@ import pytest
 from hinet.records import Record, append_records, write_image_metrics
 from hinet.report import build_report, output_for
 
-VARIANTS = {"full": 0.0, "no_csff": -1.0, "no_sam": 0.0, "no_hin": -0.3}
+# "baseline" sorts before the declared reference "full": the report must read the reference from the records
+VARIANTS = {"full": 0.0, "no_csff": -1.0, "no_sam": 0.0, "no_hin": -0.3, "baseline": 0.0}
+STEM = "components_SIDD-synthetic_synthetic_proxy"
 SEEDS, IMAGES, STEPS = (0, 1, 2, 3), 24, (10, 20)
 
 
@@ -26,12 +28,16 @@ def _family(root, rng):
             for step in STEPS:
                 base = 30 + np.linspace(-1, 1, IMAGES)  # image difficulty, shared by every run (paired)
                 value = base + (effect * step / STEPS[-1]) + seed_noise + rng.normal(0, 0.01, IMAGES)
-                images = [("SIDD (synthetic)", "val", "denoise/clamped", "psnr", f"img{i}", float(v))
-                          for i, v in enumerate(value)]
+                # the official SIDD protocol: +48 dB on the images whose output crossed 1.0 (an artefact)
+                official = value + 48.0 * (rng.random(IMAGES) < 0.5)
+                images = [("SIDD (synthetic)", "val", protocol, "psnr", f"img{i}", float(v))
+                          for protocol, values in (("denoise/clamped", value), ("denoise/official", official))
+                          for i, v in enumerate(values)]
                 write_image_metrics(records.parent / "per_image", common, step, images)
-                rows.append(Record(**{k: v for k, v in common.items()}, dataset="SIDD (synthetic)", split="val",
-                                   protocol="denoise/clamped", metric="psnr", value=float(value.mean()), step=step,
-                                   git_dirty=False, device="cpu", torch_version="2", time="2026-01-01T00:00:00+00:00"))
+                rows += [Record(**common, reference="full", dataset="SIDD (synthetic)", split="val", protocol=protocol,
+                                metric="psnr", value=float(values.mean()), step=step, git_dirty=False, device="cpu",
+                                torch_version="2", time="2026-01-01T00:00:00+00:00")
+                         for protocol, values in (("denoise/clamped", value), ("denoise/official", official))]
     append_records(records, rows)
     return records
 
@@ -44,11 +50,13 @@ def report(tmp_path_factory):
     return root / "out", written
 
 
-def test_verdict_table_reaches_the_known_answers(report):
+@pytest.mark.parametrize("estimand", ["test_set", "population"])
+def test_verdict_table_reaches_the_known_answers(report, estimand):
     out, written = report
-    table = pd.read_csv(out / "tables" / "verdicts_components_SIDD-synthetic_synthetic_proxy.csv")
+    table = pd.read_csv(out / "tables" / f"verdicts_{STEM}_{estimand}.csv")
     row = table.set_index("variant")
-    assert set(row.index) == {"no_csff", "no_sam", "no_hin"} and (row["reference"] == "full").all()
+    assert set(row.index) == {"no_csff", "no_sam", "no_hin", "baseline"} and (row["reference"] == "full").all()
+    assert (row["estimand"] == estimand).all() and set(row["protocol"]) == {"denoise/clamped"}  # no official
     assert (row["step"] == 20).all()  # the last common validation step, named in the table
     assert row.loc["no_csff", "verdict"].startswith("costs 1.00 dB")
     assert row.loc["no_csff", "ci_low"] < -1.0 < row.loc["no_csff", "ci_high"]
@@ -56,13 +64,32 @@ def test_verdict_table_reaches_the_known_answers(report):
     assert row.loc["no_hin", "verdict"].startswith("inconclusive")  # seed noise 0.5 dB with 4 seeds
     assert row.loc["no_hin", "var_seed"] > 100 * row.loc["no_sam", "var_seed"]
     assert row.loc["no_hin", "seeds_needed"] > 4
-    md = (out / "tables" / "verdicts_components_SIDD-synthetic_synthetic_proxy.md").read_text()
+    words = {"test_set": "on this test set", "population": "on new scenes"}[estimand]
+    assert all(words in v for v in row["verdict"])
+    md = (out / "tables" / f"verdicts_{STEM}_{estimand}.md").read_text()
     assert "synthetic, proxy scale (not comparable to the paper)" in md and "minimum detectable" in md
+    assert f"estimand {estimand}" in md and "peak heuristic" in md
+
+
+def test_ablation_table_shows_the_verdicts_statistic_and_no_other(report):
+    out, _ = report
+    table = pd.read_csv(out / "tables" / f"{STEM}.csv").set_index(["protocol", "variant"])
+    assert not {"delta_psnr", "p_value", "n_pairs"} & set(table.columns)
+    for estimand in ("test_set", "population"):
+        verdicts = pd.read_csv(out / "tables" / f"verdicts_{STEM}_{estimand}.csv").set_index("variant")
+        for variant, v in verdicts.iterrows():
+            row = table.loc[("denoise/clamped", variant)]
+            for col in ("difference", "ci_low", "ci_high", "p_holm"):
+                assert row[f"{estimand}_{col}"] == pytest.approx(v[col], rel=1e-12), (estimand, variant, col)
+    official = table.loc["denoise/official"]
+    assert official["population_p_holm"].isna().all() and official["note"].str.contains("peak heuristic").all()
+    assert official["psnr_mean"].notna().all()  # its means stay, labelled
 
 
 def test_forest_and_difference_figures_are_written_and_named(report):
     out, written = report
     for name in ("forest", "differences"):
-        path = out / "figures" / f"{name}_components_SIDD-synthetic_synthetic_proxy.png"
-        assert path in written and path.stat().st_size > 10_000
-        assert output_for(path, out) is not None
+        for estimand in ("test_set", "population"):
+            path = out / "figures" / f"{name}_{STEM}_{estimand}.png"
+            assert path in written and path.stat().st_size > 10_000
+            assert output_for(path, out) is not None

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ..records import Record, config_hash, environment, utc_now
+from ..tasks import CHECKPOINT_EVAL
 from .specs import SYNTHETIC_NOTE, Benchmark, Method, Reference, Row
 
-CHECKPOINT_EVAL = "checkpoint_eval"  # Record.family of every evaluation of a finished checkpoint
 DEFAULT_RECORDS = Path("results/records") / f"{CHECKPOINT_EVAL}.jsonl"
 
 def summary(bench: Benchmark, method: Method, rows: Sequence[Row], refs: Mapping[str, Sequence[Reference]] | None,

@@ -10,8 +10,9 @@ figures whose file name, title and first column say ``synthetic`` and/or ``(not 
 ``<stem>`` is ``<family>_<dataset>`` for real-data paper/eval runs and ``<family>_<dataset>_<kind slug>``
 (e.g. ``components_SIDD_synthetic_proxy``) for everything else (:mod:`hinet.report.labels`).
 
-Families: ablation families are every family except :data:`NON_ABLATION_FAMILIES` (``checkpoint_eval``:
-evaluations of finished checkpoints by the benchmark commands; ``speed``: the speed suite). Model size
+Families: ablation families are every family except :data:`hinet.tasks.NON_ABLATION_FAMILIES` (``checkpoint_eval``:
+evaluations of finished checkpoints by the benchmark commands; ``speed``: the speed suite; ``optuna``: Optuna
+studies, whose trials table and figures ``hinet.tune`` writes). Model size
 comes from ``params``/``macs`` records at step 0 with protocol ``model`` (MACs per 1x3x256x256 forward;
 the older name ``256x256`` is read too).
 
@@ -32,9 +33,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..ablation_stats import ESTIMANDS
 from ..errors import ArgumentParser, run_command
 from ..published import PUBLISHED_COLUMNS, PUBLISHED_DIR, load_published, paper_points
 from ..records import image_store, read_image_metrics, read_records
+from ..tasks import NON_ABLATION_FAMILIES, SPEED, STUDY
 from .figures import (
     DPI,
     ablation_figure,
@@ -71,7 +74,7 @@ from .tables import (
     speed_table,
     write_table,
 )
-from .verdicts import VERDICT_SHOWN, family_verdicts, verdict_caption
+from .verdicts import VERDICT_SHOWN, family_verdicts, reference_of, verdict_caption
 
 __all__ = [
     "DPI", "EVAL_SPLITS", "NON_ABLATION_FAMILIES", "NOT_COMPARABLE", "OUTPUTS", "Output", "PAPER_RECIPES",
@@ -81,9 +84,6 @@ __all__ = [
     "t_interval", "tune_figures", "variant_stats", "write_table",
 ]
 
-CHECKPOINT_EVAL = "checkpoint_eval"  # family of the benchmark commands' records (hinet.benchmark)
-SPEED = "speed"  # family of the speed suite's records (python -m benchmarks.speed)
-NON_ABLATION_FAMILIES = (CHECKPOINT_EVAL, SPEED)
 
 
 @dataclass(frozen=True)
@@ -124,22 +124,22 @@ OUTPUTS: tuple[Output, ...] = (
            "when family speed records exist"),
     Output("tables/optuna_<study>.csv", "one row per trial of an Optuna study (parameters, state, value)",
            "by hinet.tune at the end of every worker, or --report-only", writer="hinet.tune"),
+    Output("tables/verdicts_<stem>_{test_set,population}.{md,csv,tex}",
+           "the verdict of every variant against the family's declared reference (hinet.report.verdicts), for "
+           "one estimand (test_set: these test images; population: new scenes): per set, protocol and metric at "
+           "the last common validation step, the mean paired difference with its 95% interval, Holm p, TOST "
+           "against the margin, minimum detectable effect, seeds needed, the seed/scene/image variance split and "
+           "the verdict in words", "per (family, dataset, kind) with per-image results"),
+    Output("figures/forest_<stem>_{test_set,population}.png", "forest plot of the verdicts: differences with "
+           "intervals, the ±delta margin shaded, verdict colours", "with every verdict table"),
+    Output("figures/differences_<stem>_{test_set,population}.png", "paired difference from the reference at "
+           "every validation step (95% band, ±delta shaded), * where significant (Holm within the step)",
+           "with every verdict table whose runs validated at several steps"),
     Output("tables/<stem>.{md,csv,tex}",
            "one ablation family on one dataset and kind: per (split, protocol, variant) the number of seeds, "
-           "mean PSNR with the 95% t-interval half-width over seeds, mean SSIM, the mean paired PSNR difference "
-           "from the reference variant (full, else the alphabetically first) with the paired t-test p-value, "
-           "params (M) and GMACs", "per (family, dataset, kind) with final val/test psnr/ssim"),
-    Output("tables/verdicts_<stem>.{md,csv,tex}",
-           "the verdict of every variant against the family's reference (hinet.report.verdicts): per set, "
-           "protocol and metric at the last common validation step, the mean paired difference over seeds x "
-           "images with its 95% interval, Holm p, TOST against the margin, minimum detectable effect, seeds "
-           "needed, the seed/image variance split and the verdict in words", "per (family, dataset, kind) with "
-           "per-image results"),
-    Output("figures/forest_<stem>.png", "forest plot of the verdicts: differences with intervals, the ±delta "
-           "margin shaded, verdict colours", "with every verdict table"),
-    Output("figures/differences_<stem>.png", "paired difference from the reference at every validation step "
-           "(95% band, ±delta shaded), * where significant (Holm within the step)",
-           "with every verdict table whose runs validated at several steps"),
+           "mean PSNR with the 95% t-interval half-width over seeds, mean SSIM, params (M) and GMACs, and the "
+           "verdict's PSNR difference from the family's reference with its 95% interval and Holm p per estimand",
+           "per (family, dataset, kind) with final val/test psnr/ssim"),
     Output("tables/provenance.{md,csv,tex}",
            "which code made the records: per family, recipe kind and git commit, the number of runs and records, "
            "whether the tree was dirty, the torch version and the time span of the writes", "always"),
@@ -196,19 +196,22 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
     # every val/test psnr/ssim is considered; earlier steps are superseded by the final one by design
     used |= records["metric"].isin(QUALITY) & records["split"].isin(EVAL_SPLITS)
     used |= size_mask(records)
+    used |= records["family"].eq(STUDY)  # Optuna studies: hinet.tune writes their trials table and figures
     for (family, dataset, synthetic, recipe), fam in ablation.groupby(["family", "dataset", "synthetic", "recipe"]):
         name = stem(family, dataset, synthetic, recipe)
-        table = ablation_table(fam, synthetic, recipe)
         title = f"Ablation '{family}' on {dataset}: {kind_label(synthetic, recipe)}"
+        verdicts = None
+        if per_image is not None:
+            verdicts, paths = _verdicts(per_image[per_image["run_id"].isin(set(fam["run_id"]))], reference_of(fam),
+                                        name, title, recipe, tables, figures)
+            written += paths
+        table = ablation_table(fam, synthetic, recipe, verdicts)
         written += write_table(table, tables, name, title, ablation_caption(synthetic, recipe))
         written.append(ablation_figure(fam, title, figures / f"ablation_{name}.png"))
         if table["gmacs"].notna().any():
             rows = table.assign(eval=table["split"] + " / " + table["protocol"])
             written.append(macs_figure(rows, title, figures / f"psnr_vs_macs_{name}.png",
                                        paper_points(published, dataset), same_axes=is_paper_kind(synthetic, recipe)))
-        if per_image is not None:
-            written += _verdicts(per_image[per_image["run_id"].isin(set(fam["run_id"]))], name, title, recipe,
-                                 tables, figures)
 
     curve_mask = (~records["family"].isin(NON_ABLATION_FAMILIES) & records["split"].isin(["train", "val"])
                   & records["step"].notna().astype(bool) & ~size_mask(records))
@@ -272,20 +275,32 @@ def _per_image(records_dir: str | Path) -> pd.DataFrame | None:
     return read_image_metrics(root)
 
 
-def _verdicts(per_image: pd.DataFrame, name: str, title: str, recipe: str, tables: Path, figures: Path) -> list[Path]:
-    """The verdict table, forest plot and differences-over-training figure of one ablation block."""
+def _verdicts(per_image: pd.DataFrame, reference: str | None, name: str, title: str, recipe: str, tables: Path,
+              figures: Path) -> tuple[pd.DataFrame | None, list[Path]]:
+    """The verdict tables, forest plots and differences-over-training figures of one ablation block, one of
+    each per estimand; returns (the final verdicts of both estimands, the paths). No declared reference in
+    the records (written before references were recorded): no verdicts, with a warning."""
     if per_image.empty or per_image["variant"].nunique() < 2:
-        return []
-    final, per_step = family_verdicts(per_image, recipe)
+        return None, []
+    if reference is None:
+        warnings.warn(f"{name}: the records name no reference variant (written before references were recorded); "
+                      "no verdicts: rerun the grid to record it", stacklevel=2)
+        return None, []
+    final, per_step = family_verdicts(per_image, recipe, reference)
     if final.empty:
-        return []
-    out = write_table(final[VERDICT_SHOWN], tables, f"verdicts_{name}", f"Verdicts: {title}",
-                      verdict_caption(recipe, final))
-    out.append(forest_figure(final, f"Verdicts: {title}", figures / f"forest_{name}.png"))
-    if len(per_step):
-        out.append(difference_curves_figure(per_step, f"Differences over training: {title}",
-                                            figures / f"differences_{name}.png"))
-    return out
+        return None, []
+    out = []
+    for estimand in ESTIMANDS:
+        block = final[final["estimand"] == estimand]
+        label = f"Verdicts ({estimand}): {title}"
+        out += write_table(block[VERDICT_SHOWN], tables, f"verdicts_{name}_{estimand}", label,
+                           verdict_caption(recipe, block, estimand))
+        out.append(forest_figure(block, label, figures / f"forest_{name}_{estimand}.png"))
+        steps = per_step[per_step["estimand"] == estimand] if len(per_step) else per_step
+        if len(steps):
+            out.append(difference_curves_figure(steps, f"Differences over training ({estimand}): {title}",
+                                                figures / f"differences_{name}_{estimand}.png"))
+    return final, out
 
 
 def format_outputs() -> str:

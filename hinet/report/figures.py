@@ -52,7 +52,8 @@ def ablation_figure(block_runs: pd.DataFrame, title: str, path: Path) -> Path:
     long = block_runs.melt(id_vars=["variant", "seed", "split", "protocol"], value_vars=list(QUALITY),
                            var_name="metric", value_name="value").dropna(subset=["value"])
     long["panel"] = long["split"] + " / " + long["protocol"] + " | " + long["metric"]  # only panels with data
-    order = sorted(long["variant"].unique(), key=lambda v: (v != "full", v))  # reference first
+    ref = set(block_runs["reference"].dropna()) if "reference" in block_runs else set()
+    order = sorted(long["variant"].unique(), key=lambda v: (v not in ref, v))  # the declared reference first
     g = sns.catplot(data=long, x="variant", y="value", col="panel", col_wrap=2, kind="point", order=order,
                     errorbar=_CI, linestyle="none", sharex=False, sharey=False, height=3.2, aspect=1.3)
     for ax in g.axes.flat:
@@ -270,11 +271,12 @@ def _verdict_kind(text: str) -> str:
 
 def forest_figure(final: pd.DataFrame, title: str, path: Path) -> Path:
     """Forest plot of the verdict table: each variant's paired difference from the reference with its 95%
-    interval, the ±delta equivalence band shaded, points coloured by verdict; one panel per (set, protocol,
-    metric)."""
+    interval, the ±delta equivalence band shaded, points coloured by the kind of verdict (the words are in
+    the verdict table); one panel per (set, protocol, metric). The variant names are the only labels, so the
+    plot area takes most of the width."""
     panels = list(final.groupby(["set", "protocol", "metric"], sort=True))
-    height = sum(0.45 * len(b) + 1.3 for _, b in panels)
-    fig, axes = plt.subplots(len(panels), 1, figsize=(7.5, height), squeeze=False)
+    height = sum(0.32 * len(b) + 1.1 for _, b in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.0, height), squeeze=False)
     for ax, ((name, protocol, metric), block) in zip(axes[:, 0], panels):
         block = block.reset_index(drop=True)
         delta = float(block["delta"].iloc[0])
@@ -286,14 +288,15 @@ def forest_figure(final: pd.DataFrame, title: str, path: Path) -> Path:
             ax.errorbar(r["difference"], yi, xerr=[[r["difference"] - r["ci_low"]], [r["ci_high"] - r["difference"]]],
                         fmt="o", color=colour, capsize=3)
         ax.set_yticks(y)
-        ax.set_yticklabels([f"{v}: {t}" for v, t in zip(block["variant"], block["verdict"])], fontsize=7)
+        ax.set_yticklabels(block["variant"], fontsize=8)
+        ax.set_ylim(-0.7, len(block) - 0.3)
         unit = " (dB)" if metric == "psnr" else ""
-        ax.set_xlabel(f"{metric.upper()} difference from {block['reference'].iloc[0]}{unit}, 95% interval")
+        ax.set_xlabel(f"{metric.upper()} difference from {block['reference'].iloc[0]}{unit}, 95% interval", fontsize=8)
         step = block["step"].iloc[0]
         ax.set_title(f"{name} | {protocol} | {metric}" + ("" if pd.isna(step) else f" | step {int(step)}"),
                      fontsize=9)
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=k) for k, c in VERDICT_COLOURS.items()]
-    axes[0, 0].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0.0))
+    axes[0, 0].legend(handles=handles, fontsize=7, loc="best", framealpha=0.8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save(fig, path)

@@ -1,13 +1,11 @@
 """The report's computations on records (no files): final values, one row per run, per-variant statistics.
 
 Inputs are the DataFrames of :func:`hinet.records.read_records` (columns :data:`hinet.records.COLUMNS`).
-Intervals are two-sided Student-t intervals over seeds (``scipy.stats.t``); paired differences are tested
-with ``scipy.stats.ttest_rel`` over the seeds two variants share.
+Intervals are two-sided Student-t intervals over seeds (``scipy.stats.t``), descriptive per variant; every
+comparison of a variant with its family's reference is the verdict's (:mod:`hinet.report.verdicts`).
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -63,10 +61,11 @@ def size_mask(records: pd.DataFrame) -> pd.Series:
 
 def run_table(final: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
     """One row per (run_id, dataset, split, protocol): attributes, final psnr/ssim, step-0 params/macs."""
-    attrs = ["family", "variant", "synthetic", "recipe", "seed"]
+    attrs = ["family", "variant", "reference", "synthetic", "recipe", "seed"]
     bad = final.groupby("run_id")[attrs].nunique(dropna=False).gt(1).any(axis=1)
     if bad.any():
-        raise ValueError(f"run_table: runs with changing family/variant/synthetic/recipe/seed: {list(bad[bad].index)}")
+        raise ValueError(f"run_table: runs with changing family/variant/reference/synthetic/recipe/seed: "
+                         f"{list(bad[bad].index)}")
     wide = final.pivot(index=RUN_KEY, columns="metric", values="value").reindex(columns=list(QUALITY))
     runs = final.drop_duplicates(RUN_KEY).set_index(RUN_KEY)[attrs].join(wide).reset_index()
     size = records[size_mask(records)]
@@ -79,40 +78,25 @@ def run_table(final: pd.DataFrame, records: pd.DataFrame) -> pd.DataFrame:
 
 
 def variant_stats(block: pd.DataFrame) -> pd.DataFrame:
-    """Per-variant summary of one (family, dataset, kind, split, protocol) block of :func:`run_table` rows.
+    """Per-variant summary of one (family, dataset, kind, split, protocol) block of :func:`run_table` rows:
+    descriptive means only (the comparison with the reference is the verdict's, :mod:`hinet.report.verdicts`).
 
-    Returns columns: variant, n_seeds, psnr_mean, psnr_ci95 (t-interval half-width), ssim_mean,
-    reference, delta_psnr (mean of paired differences variant - reference over common seeds), n_pairs,
-    p_value (scipy.stats.ttest_rel; NaN with a note below 2 pairs), params_m, gmacs, note.
+    Returns columns: variant, n_seeds, psnr_mean, psnr_ci95 (t-interval half-width over seeds), ssim_mean,
+    reference (the family's declared reference, from the records), params_m, gmacs, note. The reference comes
+    first.
     """
-    variants = sorted(block["variant"].unique())
-    ref = "full" if "full" in variants else variants[0]
+    ref = block["reference"].dropna().unique() if "reference" in block else []
+    ref = ref[0] if len(ref) == 1 else None
     seeded = block.dropna(subset=["seed"])
     dup = seeded[seeded.duplicated(["variant", "seed"], keep=False)]
     if len(dup):
         raise ValueError(f"variant_stats: same variant and seed in several runs: {sorted(dup['run_id'])}")
-    ref_runs = seeded[seeded["variant"] == ref][["seed", "psnr"]]
     rows = []
-    for v in [ref, *(v for v in variants if v != ref)]:
+    for v in sorted(block["variant"].unique(), key=lambda v: (v != ref, v)):
         r = block[block["variant"] == v]
         notes = [] if r["psnr"].notna().sum() >= 2 else ["<2 seeds: no CI"]
-        pairs = seeded[seeded["variant"] == v][["seed", "psnr"]].merge(ref_runs, on="seed", suffixes=("", "_ref"))
-        pairs = pairs.dropna()
-        delta, p = float("nan"), float("nan")
         if v == ref:
-            delta = 0.0
             notes.append("reference")
-        else:
-            if len(pairs):
-                delta = float((pairs["psnr"] - pairs["psnr_ref"]).mean())
-            if len(pairs) < 2:
-                notes.append(f"{len(pairs)} paired seed(s): no test")
-            else:
-                with np.errstate(all="ignore"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    p = float(stats.ttest_rel(pairs["psnr"], pairs["psnr_ref"]).pvalue)
-                if np.isnan(p):
-                    notes.append("identical paired values: no test")
         size = {}
         for metric, scale in (("params", 1e6), ("macs", 1e9)):
             vals = r[metric].dropna().unique()
@@ -120,6 +104,6 @@ def variant_stats(block: pd.DataFrame) -> pd.DataFrame:
                 raise ValueError(f"variant_stats: variant {v!r} has differing {metric} across runs: {vals}")
             size[metric] = vals[0] / scale if len(vals) else float("nan")
         rows.append(dict(variant=v, n_seeds=len(r), psnr_mean=r["psnr"].mean(), psnr_ci95=ci_half(r["psnr"]),
-                         ssim_mean=r["ssim"].mean(), reference=ref, delta_psnr=delta, n_pairs=len(pairs),
-                         p_value=p, params_m=size["params"], gmacs=size["macs"], note="; ".join(notes)))
+                         ssim_mean=r["ssim"].mean(), reference=ref, params_m=size["params"], gmacs=size["macs"],
+                         note="; ".join(notes)))
     return pd.DataFrame(rows)

@@ -13,19 +13,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..ablation_stats import ESTIMANDS
 from ..atomic import atomic_write_text, replacing
 from .labels import NOT_COMPARABLE, is_paper_kind, kind_label
 from .speed_labels import MEASURES, comparison_labels, split_device
 from .statistics import QUALITY, variant_stats
+from .verdicts import NO_VERDICT, verdict_protocol
 
 #: Display format of each numeric column in ``.md`` / ``.tex`` (the ``.csv`` keeps full precision).
-NUMBER_FORMATS = {"psnr_mean": "{:.2f}", "psnr_ci95": "{:.2f}", "ssim_mean": "{:.4f}", "delta_psnr": "{:+.3f}",
-                  "p_value": "{:.3g}", "params_m": "{:.4g}", "gmacs": "{:.4g}", "ours": "{:.4f}",
+NUMBER_FORMATS = {"psnr_mean": "{:.2f}", "psnr_ci95": "{:.2f}", "ssim_mean": "{:.4f}",
+                  "params_m": "{:.4g}", "gmacs": "{:.4g}", "ours": "{:.4f}",
                   "published": "{:.4f}", "difference": "{:+.4f}", "mean": "{:.4g}", "std": "{:.3g}",
                   "ci95": "{:.3g}", "ci_low": "{:+.4f}", "ci_high": "{:+.4f}", "p_holm": "{:.3g}", "tost_p": "{:.3g}",
-                  "mde": "{:.4f}", "seeds_needed": "{:.0f}", "var_seed": "{:.3g}", "var_image": "{:.3g}",
+                  "mde": "{:.4f}", "seeds_needed": "{:.0f}", "var_seed": "{:.3g}", "var_scene": "{:.3g}",
+                  "var_image": "{:.3g}",
                   "delta": "{:g}", "baseline": "{:.1f}", "fast": "{:.1f}", "ratio": "{:.2f}",
-                  "ratio_low": "{:.2f}", "ratio_high": "{:.2f}", "target": "{:g}"}
+                  "ratio_low": "{:.2f}", "ratio_high": "{:.2f}", "target": "{:g}",
+                  **{f"{e}_{c}": f for e in ESTIMANDS for c, f in (("difference", "{:+.3f}"), ("ci_low", "{:+.3f}"),
+                                                                     ("ci_high", "{:+.3f}"), ("p_holm", "{:.3g}"))}}
 
 
 def _display(df: pd.DataFrame) -> pd.DataFrame:
@@ -56,20 +61,36 @@ def write_table(df: pd.DataFrame, out_dir: Path, stem: str, title: str, caption:
     return [md, csv, tex]
 
 
-def ablation_table(family_runs: pd.DataFrame, synthetic: bool, recipe: str) -> pd.DataFrame:
+def ablation_table(family_runs: pd.DataFrame, synthetic: bool, recipe: str,
+                   verdicts: pd.DataFrame | None = None) -> pd.DataFrame:
     """:func:`variant_stats` of every (split, protocol) block of one family/dataset/kind, with a ``kind``
-    column first: columns kind, split, protocol, then those of :func:`variant_stats`."""
+    column first (columns kind, split, protocol, then those of :func:`variant_stats`), and the PSNR comparison
+    with the reference from the block's ``verdicts`` (:func:`hinet.report.verdicts.family_verdicts`, the one
+    statistic per comparison): ``<estimand>_difference``, ``_ci_low``, ``_ci_high`` and ``_p_holm`` per
+    estimand. Protocols that get no verdicts say why in ``note``."""
     parts = [variant_stats(b).assign(split=split, protocol=protocol)
              for (split, protocol), b in family_runs.groupby(["split", "protocol"])]
     table = pd.concat(parts, ignore_index=True)
     table.insert(0, "kind", kind_label(synthetic, recipe))
-    return table[["kind", "split", "protocol", *[c for c in table if c not in ("kind", "split", "protocol")]]]
+    table = table[["kind", "split", "protocol", *[c for c in table if c not in ("kind", "split", "protocol")]]]
+    shown = ["difference", "ci_low", "ci_high", "p_holm"]
+    for estimand in ESTIMANDS:
+        cols = [f"{estimand}_{c}" for c in shown]
+        v = pd.DataFrame(columns=["protocol", "variant", *cols])
+        if verdicts is not None and len(verdicts):
+            q = verdicts[(verdicts["metric"] == "psnr") & (verdicts["estimand"] == estimand)]
+            v = q[["protocol", "variant", *shown]].rename(columns=dict(zip(shown, cols)))
+        table = table.merge(v, on=["protocol", "variant"], how="left")
+    silent = ~table["protocol"].map(verdict_protocol)
+    table.loc[silent, "note"] = [("; ".join(x for x in (n, NO_VERDICT) if x)) for n in table.loc[silent, "note"]]
+    return table
 
 
 def ablation_caption(synthetic: bool, recipe: str) -> str:
     caption = ("Final validation numbers per variant: n seeds, mean PSNR (dB) with 95% t-interval half-width "
-               "over seeds, mean SSIM, mean paired PSNR difference from the reference variant over common "
-               "seeds with the paired t-test p-value, params (M) and GMACs per 1x3x256x256 forward.")
+               "over seeds, mean SSIM, params (M) and GMACs per 1x3x256x256 forward; and the verdict's PSNR "
+               "comparison with the family's reference for each estimand (test_set: these test images; "
+               "population: new scenes): mean paired difference, 95% interval and Holm p (verdicts_<stem>_*).")
     if not is_paper_kind(synthetic, recipe):
         caption += f" Data: {kind_label(synthetic, recipe)}; these numbers must not be read against the paper's."
     return caption
