@@ -465,8 +465,8 @@ def test_verdict_table_wording_and_columns():
     assert set(t.index) == {"no_csff", "wider", "sam_off", "hin_off"} and (t["step"] == 4000).all()
     np.testing.assert_allclose(t["p_holm"], multipletests(t["p"], method="holm")[1])
     loss = t.loc["no_csff"]
-    m = re.fullmatch(r"costs (\d\.\d\d) dB \[(\d\.\d\d), (\d\.\d\d)\] on new scenes \(Holm p (?:= \d\.\d{3}|< 0\.001)\)",
-                     loss["verdict"])
+    m = re.fullmatch(r"costs (\d\.\d\d) dB \[(\d\.\d\d), (\d\.\d\d)\] on new scenes "
+                     r"\(Holm p (?:= \d\.\d{3}|< 0\.001)\)", loss["verdict"])
     assert m, loss["verdict"]
     assert float(m[1]) == pytest.approx(-loss["difference"], abs=0.006)
     assert (float(m[2]), float(m[3])) == pytest.approx((-loss["ci_high"], -loss["ci_low"]), abs=0.006)

@@ -39,7 +39,8 @@ def test_family_names_a_reference_that_builds_the_base(name):
     for net in (lambda cfg: cfg, lambda cfg: _proxy_network(fam, cfg)):  # paper scale, then what the grid trains
         ref, base = HINet(net(fam.VARIANTS[fam.REFERENCE])), HINet(net(fam.BASE))
         assert {k: v.shape for k, v in ref.state_dict().items()} == {k: v.shape for k, v in base.state_dict().items()}
-    assert torch.equal(_output(_proxy_network(fam, fam.VARIANTS[fam.REFERENCE])), _output(_proxy_network(fam, fam.BASE)))
+    reference, base = (_proxy_network(fam, c) for c in (fam.VARIANTS[fam.REFERENCE], fam.BASE))
+    assert torch.equal(_output(reference), _output(base))
 
 
 @pytest.mark.parametrize("name", sorted(n for n, f in FAMILIES.items() if len(f.VARIANTS) > 1))

@@ -133,7 +133,6 @@ def test_ablation_table_matches_independent_computation(report):
     assert (table["reference"] == "full").all() and table["kind"].str.contains("synthetic").all()
     row = table.set_index("variant").loc["no_hin"]
     x = np.array([final[("no_hin", s)] for s in SEEDS])
-    ref = np.array([final[("full", s)] for s in SEEDS])
     half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
     assert row["n_seeds"] == 3
     assert row["psnr_mean"] == pytest.approx(x.mean(), abs=1e-9)
