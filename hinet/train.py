@@ -79,8 +79,6 @@ class RunSpec:
     data: str | None = None  # dataset directory; None = the synthetic default
     family: str = "adhoc"
     variant: str = "custom"
-    # The variant the family compares every variant with (ablations/<family>.py REFERENCE); None for ad-hoc runs.
-    reference: str | None = None
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only for fp16)
     channels_last: bool = False
     train_crops: str | None = None  # folder written by `python -m hinet.data.prepare` (input_crops/gt_crops)
@@ -93,6 +91,8 @@ class RunSpec:
     # Initial weights: "per-module" (HINet.reset_parameters(seed): a module of the same name and shape starts
     # alike in every variant: common random numbers) or "torch" (the modules' default draws in build order).
     init: str = "per-module"
+    # The variant the family compares every variant with (ablations/<family>.py REFERENCE); None for ad-hoc runs.
+    reference: str | None = None
 
     def __post_init__(self) -> None:
         if self.init not in INITS:
