@@ -502,9 +502,11 @@ def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: 
     images = Path(images_dir) if images_dir is not None else None
     pairs, val_sets = preflight(spec, run_dir, records_path, images if rank == 0 else None, verify=verify)
     commit, dirty = rec.git_info()
-    env = {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__, "device": _device_label(dev),
-           "world_size": world, "micro_batch": micro, "accumulation": accum,
-           "config_hash": rec.config_hash(spec.to_dict()), "hardware": describe(dev)}
+    hardware = describe(dev)
+    # the device as every record states it, with the hardware (CPU kind and capability: numbers differ by machine)
+    env = {"git_commit": commit, "git_dirty": dirty, "torch": torch.__version__,
+           "device": f"{_device_label(dev)}: {hardware}", "world_size": world, "micro_batch": micro,
+           "accumulation": accum, "config_hash": rec.config_hash(spec.to_dict()), "hardware": hardware}
     if rank == 0:
         _write_config(run_dir, spec, env)
         if accum > 1:

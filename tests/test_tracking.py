@@ -56,3 +56,14 @@ def test_the_same_spec_gives_the_same_numbers_run_to_run(two_runs):
     pa, pb = (read_image_metrics(two_runs / n / "per_image").sort_values(["step", "protocol", "metric", "image"])
               for n in ("a", "b"))
     assert pa["value"].tolist() == pb["value"].tolist()
+
+
+def test_every_record_names_the_hardware_and_the_reference(tmp_path):
+    import torch
+
+    spec = replace(tiny_spec(), reference="full")
+    train(spec, tmp_path / "run", records_path=tmp_path / "records.jsonl", progress=False, verify=False)
+    recorded = read_records(tmp_path / "records.jsonl")
+    capability = torch.backends.cpu.get_cpu_capability()
+    assert recorded["device"].str.startswith("cpu: CPU ").all() and recorded["device"].str.contains(capability).all()
+    assert (recorded["reference"] == "full").all()

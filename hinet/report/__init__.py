@@ -202,8 +202,11 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
         title = f"Ablation '{family}' on {dataset}: {kind_label(synthetic, recipe)}"
         verdicts = None
         if per_image is not None:
+            machines = records[records["run_id"].isin(set(fam["run_id"]))]
+            machines = (f"Runs on {'; '.join(sorted(set(machines['device'])))} with torch "
+                        f"{', '.join(sorted(set(machines['torch_version'])))}.")
             verdicts, paths = _verdicts(per_image[per_image["run_id"].isin(set(fam["run_id"]))], reference_of(fam),
-                                        name, title, recipe, tables, figures)
+                                        name, title, recipe, tables, figures, machines)
             written += paths
         table = ablation_table(fam, synthetic, recipe, verdicts)
         written += write_table(table, tables, name, title, ablation_caption(synthetic, recipe))
@@ -276,7 +279,7 @@ def _per_image(records_dir: str | Path) -> pd.DataFrame | None:
 
 
 def _verdicts(per_image: pd.DataFrame, reference: str | None, name: str, title: str, recipe: str, tables: Path,
-              figures: Path) -> tuple[pd.DataFrame | None, list[Path]]:
+              figures: Path, machines: str) -> tuple[pd.DataFrame | None, list[Path]]:
     """The verdict tables, forest plots and differences-over-training figures of one ablation block, one of
     each per estimand; returns (the final verdicts of both estimands, the paths). No declared reference in
     the records (written before references were recorded): no verdicts, with a warning."""
@@ -294,7 +297,7 @@ def _verdicts(per_image: pd.DataFrame, reference: str | None, name: str, title: 
         block = final[final["estimand"] == estimand]
         label = f"Verdicts ({estimand}): {title}"
         out += write_table(block[VERDICT_SHOWN], tables, f"verdicts_{name}_{estimand}", label,
-                           verdict_caption(recipe, block, estimand))
+                           f"{verdict_caption(recipe, block, estimand)} {machines}")
         out.append(forest_figure(block, label, figures / f"forest_{name}_{estimand}.png"))
         steps = per_step[per_step["estimand"] == estimand] if len(per_step) else per_step
         if len(steps):

@@ -123,4 +123,5 @@ def verdict_caption(recipe: str, final: pd.DataFrame, estimand: str) -> str:
             f"needed to detect delta with these scenes, and the nested variance split of the paired differences "
             f"(var_seed: training randomness; var_scene: between scenes; var_image: between images of a scene). "
             f"Protocols with the official SIDD peak heuristic get no verdicts ({NO_VERDICT.split(': ', 1)[1]})."
-            + worst)
+            + worst + " Another machine draws other training noise: what carries over is the interval, not the "
+            "point estimate.")
