@@ -684,7 +684,24 @@ def _prepare_case(build: Callable[[Path], tuple[list[str], list[str]]]) -> Calla
     return wrapped
 
 
+def _compact(content: str | None) -> Callable[[Path], Bad]:
+    def build(tmp: Path) -> Bad:
+        path = tmp / "r.jsonl"
+        if content is None:
+            path.mkdir()
+            return Bad(["--compact", str(path)], [str(path), "folder"])
+        if content:
+            path.write_text(content)
+            return Bad(["--compact", str(path)], [f"{path}:1", "not a valid record line"], keep=[path])
+        return Bad(["--compact", str(path)], [str(path), "does not exist"], absent=[path])
+
+    return build
+
+
 OTHER_ROWS = [
+    MainRow("compact-missing-file", "hinet.records", _compact("")),
+    MainRow("compact-a-folder", "hinet.records", _compact(None)),
+    MainRow("compact-corrupt-line", "hinet.records", _compact('{"broken": 1}\n')),
     *[MainRow(name, "hinet.data.prepare", _prepare_case(build)) for name, build in PREPARE_CASES.items()
       if not (AS_ROOT and name == "prepare-read-only-out")],  # root ignores permissions
     MainRow("prepare-unknown-dataset", "hinet.data.prepare",
