@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import socket
 import tempfile
 import time
@@ -67,11 +68,11 @@ def _alive(pid: int) -> bool:
 def _is_stale(tmp: Path, name: str) -> bool:
     """A temp file is stale when its writer is gone: a dead pid on this host, or (another host, or a name
     without a writer tag) older than :data:`STALE_AFTER_S`."""
-    tag = tmp.name[len(name) + 2:].split(".tmp", 1)[0]  # ".<name>.<host>.<pid>-<rand>.tmp<suffix>"
-    host, _, rest = tag.rpartition(".")
-    pid = rest.split("-", 1)[0]
-    if host == socket.gethostname().split(".")[0] and pid.isdigit():
-        return not _alive(int(pid))
+    # ".<name>.<host>.<pid>-<rand>.tmp<suffix>" (replacing) or ".<name>.<host>.<pid>-<rand>.<mkstemp>.tmp"
+    # (atomic_write): the writer's tag is what follows the target's name, whatever comes after it
+    tag = re.match(r"(?P<host>[^.]+)\.(?P<pid>\d+)-[0-9a-f]+\.", tmp.name[len(name) + 2:])
+    if tag is not None and tag["host"] == socket.gethostname().split(".")[0]:
+        return not _alive(int(tag["pid"]))
     try:
         return time.time() - tmp.stat().st_mtime > STALE_AFTER_S
     except OSError:
@@ -94,6 +95,31 @@ def ensure_dir(folder: str | os.PathLike) -> Path:
     except OSError as err:
         raise output_error(folder, err, "cannot create folder") from None
     return folder
+
+
+def check_output(path: str | os.PathLike, flag: str | None = None, *, folder: bool = False) -> Path:
+    """Prove, before any work and creating nothing, that ``path`` can be written: as a file (written whole
+    or appended to) or, with ``folder``, as a folder to fill. A folder where a file is expected (or the
+    reverse), a file in the way of a folder to create, or a folder without write permission raises
+    :class:`OutputError` naming ``flag`` and the path. Commands call it for every output before they start,
+    so a refused command leaves nothing behind and finished work is never lost to an unwritable output."""
+    path = Path(path)
+    label = f"{flag} {path}" if flag else str(path)
+    if path.is_dir() and not folder:
+        raise OutputError(f"{label}: is a folder; expected a file name")
+    if path.exists() and not path.is_dir():
+        if folder:
+            raise OutputError(f"{label}: is a file; expected a folder")
+        if not os.access(path, os.W_OK):
+            raise OutputError(f"{label}: cannot write: Permission denied")
+    where = path if folder and path.is_dir() else path.parent
+    while not where.exists() and where != where.parent:  # the folders that the write would create
+        where = where.parent
+    if not where.is_dir():
+        raise OutputError(f"{label}: cannot create folder: {where} is a file")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise OutputError(f"{label}: cannot write into {where}: Permission denied")
+    return path
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
