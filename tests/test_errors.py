@@ -383,6 +383,22 @@ def _train_spec(content: str, words: list[str]) -> Callable[[Path], Bad]:
     return build
 
 
+def _train_spec_edit(edit: Callable[[dict], object], words: list[str]) -> Callable[[Path], Bad]:
+    """A spec file written by RunSpec.to_dict(), then edited: a hole, or a frozen field changed."""
+
+    def build(tmp: Path) -> Bad:
+        from hinet.train import build_parser, resolve_spec
+
+        data = resolve_spec(build_parser().parse_args(["--run-dir", str(tmp / "x"), *TRAIN_FAST])).to_dict()
+        edit(data)
+        spec = tmp / "spec.json"
+        spec.write_text(json.dumps(data))
+        return Bad(["--spec", str(spec), "--run-dir", str(tmp / "run")], [str(spec), *words], keep=[spec],
+                   absent=[tmp / "run"])
+
+    return build
+
+
 def _train_resume(damaged: str) -> Callable[[Path], Bad]:
     """A started run (config.json + checkpoints/last.pth written as the trainer writes them), one damaged."""
 
@@ -458,6 +474,23 @@ TRAIN_ROWS = [
       for flag, value in (("--workers", "-1"), ("--ckpt-every", "0"), ("--micro-batch", "0"),
                           ("--images-limit", "-1"))],
     MainRow("train-truncated-image-workers-2", "hinet.train", _train_truncated_image),
+    *[MainRow(f"train-spec-{name}", "hinet.train", _train_spec_edit(edit, words)) for name, edit, words in (
+        ("without-crop", lambda d: d["recipe"].pop("crop"), ["missing field", "'crop'"]),  # never crop 256
+        ("without-seed", lambda d: d.pop("seed"), ["missing field", "'seed'"]),
+        ("without-width", lambda d: d["model"].pop("width"), ["missing field", "'width'"]),
+        ("proxy-false", lambda d: d["recipe"].update(proxy=False), ["recipe.proxy=False", "sidd-proxy"]),
+        ("preset-relabelled", lambda d: d["recipe"].update(preset="gopro"), ["recipe.preset='gopro'", "sidd-1x"]),
+        ("unknown-recipe-name", lambda d: d["recipe"].update(name="mine"), ["recipe.name='mine'"]))],
+    MainRow("train-resume-no-run", "hinet.train",
+            lambda tmp: Bad(["--run-dir", str(tmp / "rnu"), *TRAIN_FAST, "--resume"],
+                            ["--resume", str(tmp / "rnu"), "holds no run"], absent=[tmp / "rnu"])),
+    MainRow("train-refused-leaves-no-folder", "hinet.train",
+            lambda tmp: Bad(["--run-dir", str(tmp / "a" / "run"), *TRAIN_FAST, "--data", str(tmp / "none")],
+                            [str(tmp / "none")], absent=[tmp / "a"])),
+    MainRow("train-records-is-a-folder", "hinet.train",
+            lambda tmp: (tmp / "rec").mkdir() or Bad(["--run-dir", str(tmp / "run"), *TRAIN_FAST, "--records",
+                                                      str(tmp / "rec")], ["--records", "is a folder"],
+                                                     absent=[tmp / "run"])),
 ]
 
 
