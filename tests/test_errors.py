@@ -622,6 +622,27 @@ def _gopro_truncated_verified(tmp: Path) -> Bad:
     return Bad(["--data", str(tmp), "--no-records"], [str(bad)])  # progress bars on: none may stay on screen
 
 
+def _gopro_output_checked_first(option: str) -> Callable[[Path], Bad]:
+    """A folder where a file goes (or a file where a folder goes), on data that the evaluation would fail on
+    (a truncated image): the output is named, so it was checked before any work."""
+
+    def build(tmp: Path) -> Bad:
+        root = _gopro(tmp)
+        bad = root / "test" / "input" / "001.png"
+        bad.write_bytes(bad.read_bytes()[:60])
+        target = tmp / "out"
+        if option == "--save-images":
+            target.write_text("mine")
+        else:
+            target.mkdir()
+        argv = ["--data", str(tmp), "--no-verify", "--no-progress", option, str(target)]
+        if option != "--records":
+            argv += ["--records", str(tmp / "records.jsonl")]
+        return Bad(argv, [option, str(target), "is a f"], absent=[tmp / "records.jsonl"])
+
+    return build
+
+
 def _sidd_100_bytes(tmp: Path) -> Bad:
     _sidd_mat("100-bytes")(tmp)
     return Bad(["--data", str(tmp), "--no-progress", "--no-records"], [str(tmp / "ValidationGtBlocksSrgb.mat")])
@@ -635,6 +656,8 @@ BENCH_ROWS = [
     *[MainRow(f"{name}-weights-{how}", f"benchmarks.{name}", _bench_weights(how))
       for name in ("sidd", "gopro", "rain13k") for how in ("truncated", "empty", "random", "nan", "missing")],
     *[MainRow(f"gopro-blocked{opt}", "benchmarks.gopro", _bench_blocked(opt))
+      for opt in ("--json", "--records", "--save-images")],
+    *[MainRow(f"gopro-output-checked-first{opt}", "benchmarks.gopro", _gopro_output_checked_first(opt))
       for opt in ("--json", "--records", "--save-images")],
     MainRow("gopro-truncated-image-workers-2", "benchmarks.gopro", _gopro_truncated),
     MainRow("gopro-truncated-target-verified", "benchmarks.gopro", _gopro_truncated_verified),
@@ -682,6 +705,10 @@ REPORT_ROWS = [
             lambda tmp: Bad(["--records", str(tmp / "none"), "--out", str(tmp / "out")], [str(tmp / "none")],
                             absent=[tmp / "out"])),
     MainRow("report-out-blocked", "hinet.report", _report_out_blocked),
+    MainRow("report-out-checked-first", "hinet.report",  # named before the (corrupt) records are read
+            lambda tmp: (tmp / "out").write_text("mine") or Bad(
+                ["--records", str(_report_records(tmp, '{"broken\n').parent), "--out", str(tmp / "out")],
+                ["--out", str(tmp / "out"), "is a file"], keep=[tmp / "out"])),
 ]
 
 
