@@ -699,16 +699,21 @@ def _report_out_blocked(tmp: Path) -> Bad:
                 "published")], [str(tmp / "out")], keep=[tmp / "out"])
 
 
+def _report_out_checked_first(tmp: Path) -> Bad:
+    """A file where --out must be a folder, and corrupt records: the output is named, so it came first."""
+    (tmp / "out").write_text("mine")
+    path = _report_records(tmp, '{"broken\n')
+    return Bad(["--records", str(path.parent), "--out", str(tmp / "out")], ["--out", str(tmp / "out"), "is a file"],
+               keep=[tmp / "out"])
+
+
 REPORT_ROWS = [
     MainRow("report-corrupt-records", "hinet.report", _report_corrupt),
     MainRow("report-missing-records", "hinet.report",
             lambda tmp: Bad(["--records", str(tmp / "none"), "--out", str(tmp / "out")], [str(tmp / "none")],
                             absent=[tmp / "out"])),
     MainRow("report-out-blocked", "hinet.report", _report_out_blocked),
-    MainRow("report-out-checked-first", "hinet.report",  # named before the (corrupt) records are read
-            lambda tmp: (tmp / "out").write_text("mine") or Bad(
-                ["--records", str(_report_records(tmp, '{"broken\n').parent), "--out", str(tmp / "out")],
-                ["--out", str(tmp / "out"), "is a file"], keep=[tmp / "out"])),
+    MainRow("report-out-checked-first", "hinet.report", _report_out_checked_first),
 ]
 
 
