@@ -62,6 +62,8 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
         names = [n for n in names if n in variants]
     if not seeds:
         raise UserError("--seeds: expected at least one seed")
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {' '.join(map(str, seeds))}: expected distinct non-negative seeds")
     base = get_recipe(dataset if recipe == "paper" else f"{dataset}-proxy")
     if iters is not None:
         base = with_iters(base, iters)
@@ -143,7 +145,7 @@ def _main(a: argparse.Namespace) -> int:
         raise UserError("--budget applies only with --until-verdict")
     dataset = a.dataset or TASKS[family(a.family).TASK].dataset
     records = Path(a.records or f"results/records/{a.family}.jsonl")
-    gpus = parse_gpus(a.gpus)
+    gpus = parse_gpus(a.gpus, present=a.launcher == "local")
     device = "cuda" if gpus else a.device
     shots = images_folder(results_root(records), a.family, dataset, a.recipe, a.data is None)
     grid = dict(data=a.data, device=device, iters=a.iters, loader_workers=a.loader_workers,

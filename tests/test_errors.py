@@ -515,6 +515,9 @@ ABLATE_ROWS = [
       for flag, value in (("--parallel", "0"), ("--gpus-per-run", "0"), ("--loader-workers", "-1"),
                           ("--images", "-1"))],
     MainRow("ablate-bad-gpus", "ablations.run", _ablate("--gpus", "zero", words=["--gpus", "zero"])),
+    MainRow("ablate-gpus-absent", "ablations.run", _ablate("--gpus", "0,1", words=["--gpus 0,1", "no CUDA device"])),
+    MainRow("ablate-seeds-negative", "ablations.run", _ablate("--seeds", "-1", words=["--seeds -1", "non-negative"])),
+    MainRow("ablate-seeds-twice", "ablations.run", _ablate("--seeds", "0", "0", words=["--seeds 0 0", "distinct"])),
 ]
 
 
@@ -572,6 +575,18 @@ TUNE_ROWS = [
     MainRow("tune-report-only-missing-study", "hinet.tune",
             _tune("--report-only", "--study", "none", words=["'none'", "study"])),
     MainRow("tune-results-blocked", "hinet.tune", _tune_results_blocked),
+    MainRow("tune-seed-negative", "hinet.tune", _tune("--seed", "-1", words=["--seed -1", "non-negative"])),
+    MainRow("tune-train-seed-negative", "hinet.tune",
+            _tune("--train-seed", "-3", words=["--train-seed -3", "non-negative"])),
+    MainRow("tune-storage-bad-port", "hinet.tune",
+            _tune("--storage", "postgresql://u@localhost:abc/db", words=["--storage", "not a database URL"])),
+    MainRow("tune-storage-unreachable", "hinet.tune",  # port 1: refused at once, no server needed
+            _tune("--storage", "postgresql+psycopg://u:secret@127.0.0.1:1/db",
+                  words=["--storage", "cannot reach the database", "***"])),
+    MainRow("tune-storage-unknown-driver", "hinet.tune",
+            _tune("--storage", "nosuchdb://u@h/db", words=["--storage", "nosuchdb"])),
+    MainRow("tune-gpus-absent", "hinet.tune",
+            _tune("--workers", "2", "--gpus", "0,1", "--device", "cuda", words=["--gpus 0,1", "no CUDA device"])),
 ]
 
 
