@@ -492,10 +492,10 @@ def read_image_metrics(paths_or_dirs: str | Path | Iterable[str | Path]) -> pd.D
             frames.append(pq.read_table(f).to_pandas())
         except Exception as err:  # pyarrow raises its own types for torn or foreign files
             raise ValueError(f"{f}: not a readable per-image results file: {err}") from None
+        missing = set(IMAGE_COLUMNS) - set(frames[-1].columns)
+        if missing:
+            raise ValueError(f"{f}: not a per-image results file: lacks the column(s) {sorted(missing)}")
     df = pd.concat(frames, ignore_index=True)
-    missing = set(IMAGE_COLUMNS) - set(df.columns)
-    if missing:
-        raise ValueError(f"read_image_metrics: files under {paths_or_dirs} lack columns {sorted(missing)}")
     df = df[list(IMAGE_COLUMNS)]
     df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
     return latest(df, (*IDENTITY, "image")).reset_index(drop=True)

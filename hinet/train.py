@@ -109,6 +109,9 @@ class RunSpec:
     init: str = "per-module"
 
     def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"RunSpec.seed={self.seed!r} (--seed): expected a non-negative integer (numpy seeds "
+                             f"the data order with it)")
         if self.init not in INITS:
             raise ValueError(f"RunSpec.init={self.init!r}: expected one of {INITS}")
 

@@ -481,6 +481,9 @@ TRAIN_ROWS = [
         ("proxy-false", lambda d: d["recipe"].update(proxy=False), ["recipe.proxy=False", "sidd-proxy"]),
         ("preset-relabelled", lambda d: d["recipe"].update(preset="gopro"), ["recipe.preset='gopro'", "sidd-1x"]),
         ("unknown-recipe-name", lambda d: d["recipe"].update(name="mine"), ["recipe.name='mine'"]))],
+    MainRow("train-seed-negative", "hinet.train", _train("--seed", "-1", words=["--seed", "RunSpec.seed=-1"])),
+    MainRow("train-spec-seed-negative", "hinet.train",
+            _train_spec_edit(lambda d: d.update(seed=-2), ["RunSpec.seed=-2", "non-negative"])),
     MainRow("train-resume-no-run", "hinet.train",
             lambda tmp: Bad(["--run-dir", str(tmp / "rnu"), *TRAIN_FAST, "--resume"],
                             ["--resume", str(tmp / "rnu"), "holds no run"], absent=[tmp / "rnu"])),
@@ -675,6 +678,9 @@ BENCH_ROWS = [
     *[MainRow(f"gopro-output-checked-first{opt}", "benchmarks.gopro", _gopro_output_checked_first(opt))
       for opt in ("--json", "--records", "--save-images")],
     MainRow("gopro-truncated-image-workers-2", "benchmarks.gopro", _gopro_truncated),
+    *[MainRow(f"gopro-tlc-train-size-{size}", "benchmarks.gopro", lambda tmp, size=size: Bad(
+        [*SYNTH, "--weights", str(_tiny_checkpoint(tmp / "w.pth")), "--tlc", "--tlc-train-size", size, "--no-records"],
+        ["--tlc-train-size", f"train_size=({size}, {size})"])) for size in ("1", "100000")],
     MainRow("gopro-truncated-target-verified", "benchmarks.gopro", _gopro_truncated_verified),
     MainRow("sidd-mat-100-bytes", "benchmarks.sidd", _sidd_100_bytes),
     MainRow("sidd-unknown-protocol", "benchmarks.sidd", lambda tmp: Bad([*SYNTH, "--protocol", "x"], ["--protocol"])),

@@ -159,3 +159,14 @@ def test_an_incomplete_batch_larger_than_the_tail_window_is_still_cut(tmp_path):
     with pytest.warns(UserWarning, match="incomplete batch"):
         append_records(path, [rec(step=20_000)])
     assert read_records(path)["step"].tolist() == [1, 20_000]
+
+
+def test_a_per_image_file_without_the_columns_names_the_file(tmp_path):
+    import pandas as pd
+
+    good = write_image_metrics(tmp_path, {**BASE, "run_id": "a"}, 1, [("SIDD", "val", "p", "psnr", "x.png", 30.0)])
+    bad = good.parent.parent / "b" / "step-00000001.parquet"
+    bad.parent.mkdir()
+    pd.DataFrame({"value": [1.0]}).to_parquet(bad)
+    with pytest.raises(ValueError, match=r"b/step-00000001\.parquet: not a per-image results file.*'image'"):
+        read_image_metrics(tmp_path)
