@@ -5,8 +5,9 @@ report tables and figures, per-image result files) goes through :func:`atomic_wr
 written to a temp file beside the target (``.<name>.<host>.<pid>-<random>.tmp``), flushed and fsynced, given the mode
 the umask allows (as ``open()`` would create it, not ``mkstemp``'s 0600), then renamed over the target.
 A reader sees the old file or the new one, never a torn one. Temp files left by an interrupted earlier
-write of the same target (a SIGKILL between write and rename) are removed by the next write; a temp file
-whose writer is still alive (another worker writing the same report) is left alone.
+write (a SIGKILL between write and rename) are removed by the next write of the same target, or of any
+file in the same folder when their writer was a process of this host that is gone; a temp file whose
+writer is still alive (another worker writing the same report) is left alone.
 
 Failures name the path: an unwritable folder or a full disk raises :class:`OutputError` (a
 :class:`hinet.errors.UserError`), whose message says which file could not be written and why, and the
@@ -87,6 +88,28 @@ def stale_temp_files(path: str | os.PathLike) -> list[Path]:
     return sorted(p for p in path.parent.glob(f".{path.name}.*.tmp*") if _is_stale(p, path.name))
 
 
+_TAGGED = re.compile(r"^\..+\.(?P<host>[^.]+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:[A-Za-z0-9_]+\.tmp|tmp)")
+
+
+def dead_writer_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Temp files in ``folder`` of any target whose writer was a process of this host that is gone: a kill
+    during the write of another file (the per-image file of another step, an earlier checkpoint) is cleaned
+    by the next write into the folder, not only by the next write of the same file."""
+    host = socket.gethostname().split(".")[0]
+    out = []
+    for tmp in Path(folder).glob(".*.tmp*"):
+        m = _TAGGED.match(tmp.name)
+        if m is not None and m["host"] == host and not _alive(int(m["pid"])):
+            out.append(tmp)
+    return sorted(out)
+
+
+def _remove_stale(path: Path) -> None:
+    for old in {*stale_temp_files(path), *dead_writer_temp_files(path.parent)}:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
 def ensure_dir(folder: str | os.PathLike) -> Path:
     """``mkdir -p`` with a clear :class:`OutputError` naming the folder."""
     folder = Path(folder)
@@ -130,9 +153,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
     """
     path = Path(path)
     ensure_dir(path.parent)
-    for old in stale_temp_files(path):  # an earlier write of this file was killed before its rename
-        with contextlib.suppress(OSError):
-            old.unlink()
+    _remove_stale(path)  # earlier writes killed before their rename
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_tag()}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
@@ -175,9 +196,7 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     same folder; on a clean exit it is renamed over ``path``, on an error removed."""
     path = Path(path)
     ensure_dir(path.parent)
-    for old in stale_temp_files(path):
-        with contextlib.suppress(OSError):
-            old.unlink()
+    _remove_stale(path)  # earlier writes killed before their rename
     tmp = path.parent / f".{path.name}.{_tag()}.tmp{path.suffix}"
     try:
         yield tmp
