@@ -82,7 +82,7 @@ ROWS: dict[str, tuple[Callable[[Path], object], list[str]]] = {
                         ["components-full-s0", "average"]),
     "a-metric-missing": (lambda r: _rewrite(_file(r), lambda df: df.assign(metric="ssim")),
                          ["components-full-s0", "no per-image values of SIDD/denoise/clamped/psnr"]),
-    "copied-under-another-step": (_other_step, ["step-00000010.parquet", "no validation", "count twice"]),
+    "copied-under-another-step": (_other_step, ["step-00000010.parquet", "no validation", "resume"]),
     "in-two-stores": (_second_store, ["components-full-s0", "two per-image files"]),
 }
 

@@ -66,7 +66,8 @@ def check_per_image(records: pd.DataFrame, root: Path | None, source: str | Path
     for (run, name), paths in found.items():
         if run in runs and (run, name) not in wanted:
             raise PerImageMismatch(f"{paths[0]}: a per-image file of run {run!r} that no validation in {source} "
-                                   f"names (a copy?); remove it, or the run's images would count twice")
+                                   f"names (a copy, or left by a validation killed before its records: resume "
+                                   f"the run or remove the file), so its images would count as another step")
         if run in runs and len(paths) > 1:
             raise PerImageMismatch(f"run {run!r}: two per-image files of one validation, {paths[0]} and {paths[1]}; "
                                    f"keep the one that belongs with {source}")
