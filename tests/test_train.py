@@ -256,3 +256,6 @@ def test_a_kill_right_after_a_checkpoint_loses_no_validation_and_a_second_traine
     df = read_records(records)
     assert set(df.loc[df["split"] == "val", "step"].dropna().astype(int)) == {2, 4, 6}
     assert all(image_file(image_store(records), "run", s).exists() for s in (2, 4, 6))
+    from hinet.report.consistency import check_per_image
+
+    check_per_image(df, image_store(records), records)  # what a killed and resumed run wrote is consistent
