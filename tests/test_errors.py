@@ -520,6 +520,9 @@ ABLATE_ROWS = [
     MainRow("ablate-bad-gpus", "ablations.run", _ablate("--gpus", "zero", words=["--gpus", "zero"])),
     MainRow("ablate-gpus-absent", "ablations.run", _ablate("--gpus", "0,1", words=["--gpus 0,1", "no CUDA device"])),
     MainRow("ablate-seeds-negative", "ablations.run", _ablate("--seeds", "-1", words=["--seeds -1", "non-negative"])),
+    MainRow("ablate-records-is-a-folder", "ablations.run",
+            lambda tmp: (tmp / "rec.jsonl").mkdir() or _ablate("--records", str(tmp / "rec.jsonl"),
+                                                              words=["--records", "is a folder"])(tmp)),
     MainRow("ablate-seeds-twice", "ablations.run", _ablate("--seeds", "0", "0", words=["--seeds 0 0", "distinct"])),
 ]
 
