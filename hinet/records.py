@@ -225,6 +225,8 @@ def _complete_length(raw: bytes, whole: bool = True) -> int | None:
         return 0 if whole else None
     lines = raw[:end].split(b"\n")[:-1]
     first = 0 if whole else 1  # the first line of a tail may be cut anywhere: never judged
+    if len(lines) <= first:
+        return None  # one line longer than the tail
     try:
         batch, size = _frame(json.loads(lines[-1]))
     except (ValueError, TypeError):
@@ -302,6 +304,8 @@ def append_records(path: str | Path, records: Iterable[Record]) -> None:
     and size (keys ``_batch``/``_n``), so a batch cut short by a kill is recognised and never read back as
     data; a write that fails (full disk, quota) is truncated away again and raises
     :class:`hinet.atomic.OutputError` naming the file: either the whole batch is in the file or none of it.
+    A :func:`compact` of the same file at the same time never loses the batch: the lock is taken on the file
+    the path names once the lock is held, never on a file the compaction replaced.
     """
     from hinet.atomic import ensure_dir, output_error  # absolute: this module is also loaded by file path
 
