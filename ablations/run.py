@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from hinet.ablation_stats import ESTIMANDS
+from hinet.atomic import check_output
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
 from hinet.recipes import recipe as get_recipe
@@ -63,6 +64,8 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
         names = [n for n in names if n in variants]
     if not seeds:
         raise UserError("--seeds: expected at least one seed")
+    if min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds {' '.join(map(str, seeds))}: expected distinct non-negative seeds")
     base = get_recipe(dataset if recipe == "paper" else f"{dataset}-proxy")
     if iters is not None:
         base = with_iters(base, iters)
@@ -148,7 +151,14 @@ def _main(a: argparse.Namespace) -> int:
         raise UserError("--budget applies only with --until-verdict")
     dataset = a.dataset or TASKS[family(a.family).TASK].dataset
     records = Path(a.records or f"results/records/{a.family}.jsonl")
-    gpus = parse_gpus(a.gpus)
+    gpus = parse_gpus(a.gpus, present=a.launcher == "local")
+    from hinet.records import image_store
+
+    for flag, path, folder in (("--records", records, False), ("--runs-dir", Path(a.runs_dir), True),
+                               ("--records", image_store(records), True)):
+        check_output(path, flag, folder=folder)  # before any run: not one failure per run in the grid's logs
+    if not a.no_report:
+        check_output(results_root(records), "--records (the report's results folder)", folder=True)
     device = "cuda" if gpus else a.device
     shots = images_folder(results_root(records), a.family, dataset, a.recipe, a.data is None)
     grid = dict(data=a.data, device=device, iters=a.iters, loader_workers=a.loader_workers,

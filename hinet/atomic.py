@@ -5,8 +5,9 @@ report tables and figures, per-image result files) goes through :func:`atomic_wr
 written to a temp file beside the target (``.<name>.<host>.<pid>-<random>.tmp``), flushed and fsynced, given the mode
 the umask allows (as ``open()`` would create it, not ``mkstemp``'s 0600), then renamed over the target.
 A reader sees the old file or the new one, never a torn one. Temp files left by an interrupted earlier
-write of the same target (a SIGKILL between write and rename) are removed by the next write; a temp file
-whose writer is still alive (another worker writing the same report) is left alone.
+write (a SIGKILL between write and rename) are removed by the next write of the same target, or of any
+file in the same folder when their writer was a process of this host that is gone; a temp file whose
+writer is still alive (another worker writing the same report) is left alone.
 
 Failures name the path: an unwritable folder or a full disk raises :class:`OutputError` (a
 :class:`hinet.errors.UserError`), whose message says which file could not be written and why, and the
@@ -18,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import socket
 import tempfile
 import time
@@ -67,11 +69,11 @@ def _alive(pid: int) -> bool:
 def _is_stale(tmp: Path, name: str) -> bool:
     """A temp file is stale when its writer is gone: a dead pid on this host, or (another host, or a name
     without a writer tag) older than :data:`STALE_AFTER_S`."""
-    tag = tmp.name[len(name) + 2:].split(".tmp", 1)[0]  # ".<name>.<host>.<pid>-<rand>.tmp<suffix>"
-    host, _, rest = tag.rpartition(".")
-    pid = rest.split("-", 1)[0]
-    if host == socket.gethostname().split(".")[0] and pid.isdigit():
-        return not _alive(int(pid))
+    # ".<name>.<host>.<pid>-<rand>.tmp<suffix>" (replacing) or ".<name>.<host>.<pid>-<rand>.<mkstemp>.tmp"
+    # (atomic_write): the writer's tag is what follows the target's name, whatever comes after it
+    tag = re.match(r"(?P<host>[^.]+)\.(?P<pid>\d+)-[0-9a-f]+\.", tmp.name[len(name) + 2:])
+    if tag is not None and tag["host"] == socket.gethostname().split(".")[0]:
+        return not _alive(int(tag["pid"]))
     try:
         return time.time() - tmp.stat().st_mtime > STALE_AFTER_S
     except OSError:
@@ -86,6 +88,28 @@ def stale_temp_files(path: str | os.PathLike) -> list[Path]:
     return sorted(p for p in path.parent.glob(f".{path.name}.*.tmp*") if _is_stale(p, path.name))
 
 
+_TAGGED = re.compile(r"^\..+\.(?P<host>[^.]+)\.(?P<pid>\d+)-[0-9a-f]{8}\.(?:[A-Za-z0-9_]+\.tmp|tmp)")
+
+
+def dead_writer_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Temp files in ``folder`` of any target whose writer was a process of this host that is gone: a kill
+    during the write of another file (the per-image file of another step, an earlier checkpoint) is cleaned
+    by the next write into the folder, not only by the next write of the same file."""
+    host = socket.gethostname().split(".")[0]
+    out = []
+    for tmp in Path(folder).glob(".*.tmp*"):
+        m = _TAGGED.match(tmp.name)
+        if m is not None and m["host"] == host and not _alive(int(m["pid"])):
+            out.append(tmp)
+    return sorted(out)
+
+
+def _remove_stale(path: Path) -> None:
+    for old in {*stale_temp_files(path), *dead_writer_temp_files(path.parent)}:
+        with contextlib.suppress(OSError):
+            old.unlink()
+
+
 def ensure_dir(folder: str | os.PathLike) -> Path:
     """``mkdir -p`` with a clear :class:`OutputError` naming the folder."""
     folder = Path(folder)
@@ -96,6 +120,31 @@ def ensure_dir(folder: str | os.PathLike) -> Path:
     return folder
 
 
+def check_output(path: str | os.PathLike, flag: str | None = None, *, folder: bool = False) -> Path:
+    """Prove, before any work and creating nothing, that ``path`` can be written: as a file (written whole
+    or appended to) or, with ``folder``, as a folder to fill. A folder where a file is expected (or the
+    reverse), a file in the way of a folder to create, or a folder without write permission raises
+    :class:`OutputError` naming ``flag`` and the path. Commands call it for every output before they start,
+    so a refused command leaves nothing behind and finished work is never lost to an unwritable output."""
+    path = Path(path)
+    label = f"{flag} {path}" if flag else str(path)
+    if path.is_dir() and not folder:
+        raise OutputError(f"{label}: is a folder; expected a file name")
+    if path.exists() and not path.is_dir():
+        if folder:
+            raise OutputError(f"{label}: is a file; expected a folder")
+        if not os.access(path, os.W_OK):
+            raise OutputError(f"{label}: cannot write: Permission denied")
+    where = path if folder and path.is_dir() else path.parent
+    while not where.exists() and where != where.parent:  # the folders that the write would create
+        where = where.parent
+    if not where.is_dir():
+        raise OutputError(f"{label}: cannot create folder: {where} is a file")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise OutputError(f"{label}: cannot write into {where}: Permission denied")
+    return path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
     """Write ``path`` atomically: ``write(fh)`` fills a temp file in the same folder, then rename.
 
@@ -104,9 +153,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
     """
     path = Path(path)
     ensure_dir(path.parent)
-    for old in stale_temp_files(path):  # an earlier write of this file was killed before its rename
-        with contextlib.suppress(OSError):
-            old.unlink()
+    _remove_stale(path)  # earlier writes killed before their rename
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_tag()}.", suffix=".tmp", dir=path.parent)
     except OSError as err:
@@ -149,9 +196,7 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     same folder; on a clean exit it is renamed over ``path``, on an error removed."""
     path = Path(path)
     ensure_dir(path.parent)
-    for old in stale_temp_files(path):
-        with contextlib.suppress(OSError):
-            old.unlink()
+    _remove_stale(path)  # earlier writes killed before their rename
     tmp = path.parent / f".{path.name}.{_tag()}.tmp{path.suffix}"
     try:
         yield tmp

@@ -74,21 +74,31 @@ class GridRun:
         return atomic_write_text(self.spec_path, json.dumps(self.spec.to_dict(), indent=2, sort_keys=True))
 
 
-def parse_gpus(text: str | None, available: int | None = None) -> list[str]:
-    """``all`` -> every visible GPU id; ``0,1,3`` -> those ids; None/empty -> [] (CPU)."""
+def parse_gpus(text: str | None, available: int | None = None, *, present: bool = True) -> list[str]:
+    """``all`` -> every visible GPU id; ``0,1,3`` -> those ids; None/empty -> [] (CPU).
+
+    With ``present`` (runs on this machine) every id must name a visible CUDA device, so that a wrong id is
+    one line before the grid starts, not a traceback in the log of every run."""
     if not text:
         return []
-    if text == "all":
-        if available is None:
-            import torch
+    if text != "all":
+        ids = [part.strip() for part in text.split(",")]
+        if not all(part.isdigit() for part in ids) or len(set(ids)) != len(ids):
+            raise UserError(f"--gpus {text!r}: expected 'all' or distinct GPU ids separated by commas, e.g. 0,1,2")
+        if not present:
+            return ids
+    if available is None:
+        import torch
 
-            available = torch.cuda.device_count()
-        if available == 0:
-            raise UserError("--gpus all: no CUDA device is visible")
+        available = torch.cuda.device_count()
+    if available == 0:
+        raise UserError(f"--gpus {text}: no CUDA device is visible on this machine")
+    if text == "all":
         return [str(i) for i in range(available)]
-    ids = [part.strip() for part in text.split(",")]
-    if not all(part.isdigit() for part in ids) or len(set(ids)) != len(ids):
-        raise UserError(f"--gpus {text!r}: expected 'all' or distinct GPU ids separated by commas, e.g. 0,1,2")
+    absent = [i for i in ids if int(i) >= available]
+    if absent:
+        raise UserError(f"--gpus {text}: no GPU {', '.join(absent)} on this machine; it has {available} "
+                        f"(ids 0..{available - 1})")
     return ids
 
 

@@ -221,16 +221,21 @@ def _frame(line: dict[str, Any]) -> tuple[str | None, int]:
     return batch, int(size) if isinstance(size, int) and size >= 1 else 1
 
 
-def _complete_length(raw: bytes) -> int:
+def _complete_length(raw: bytes, whole: bool = True) -> int | None:
     """Byte length of the longest prefix of ``raw`` that ends with a complete batch.
 
     The tail of ``raw`` is examined backwards: a torn last line (no newline) or a last batch with fewer
-    lines than its declared size (a kill or a full disk in the middle of a write) is not complete.
+    lines than its declared size (a kill or a full disk in the middle of a write) is not complete. When
+    ``raw`` is only the tail of the file (``whole`` False) and the last batch may begin before it (a
+    compacted file is one large batch), the answer is None: read more of the file.
     """
     end = len(raw) if raw.endswith(b"\n") else raw.rfind(b"\n") + 1
     if end == 0:
-        return 0
+        return 0 if whole else None
     lines = raw[:end].split(b"\n")[:-1]
+    first = 0 if whole else 1  # the first line of a tail may be cut anywhere: never judged
+    if len(lines) <= first:
+        return None  # one line longer than the tail
     try:
         batch, size = _frame(json.loads(lines[-1]))
     except (ValueError, TypeError):
@@ -238,7 +243,7 @@ def _complete_length(raw: bytes) -> int:
     if batch is None:
         return end
     count = 0
-    for line in reversed(lines):
+    for line in reversed(lines[first:]):
         try:
             if _frame(json.loads(line))[0] != batch:
                 break
@@ -247,6 +252,8 @@ def _complete_length(raw: bytes) -> int:
         count += 1
     if count >= size:
         return end
+    if count == len(lines) - first and not whole:
+        return None  # the batch may go on before this tail
     return end - sum(len(x) + 1 for x in lines[len(lines) - count:])
 
 
@@ -258,18 +265,43 @@ def _drop_incomplete_tail(fd: int, path: Path) -> None:
     size = os.fstat(fd).st_size
     if size == 0:
         return
-    chunk = min(size, 1 << 22)  # batches are small; 4 MiB of tail always holds the last one
+    chunk = min(size, 1 << 22)  # batches are small, but a compacted file is one batch of any size
     while True:
         start = size - chunk
         raw = os.pread(fd, chunk, start)
-        keep = _complete_length(raw)
-        if keep > 0 or start == 0:
+        keep = _complete_length(raw, whole=start == 0)
+        if keep is not None:
             break
         chunk = min(size, chunk * 4)
     if start + keep < size:
         warnings.warn(f"{path}: dropping a truncated last line or incomplete batch ({size - start - keep} bytes) "
                       f"left by an interrupted write", stacklevel=3)
         os.ftruncate(fd, start + keep)
+
+
+def _lock_current(path: Path, flags: int, what: str) -> int:
+    """Open ``path`` and take its exclusive lock, on the file that ``path`` names once the lock is held.
+
+    :func:`compact` replaces the file (under the lock) by renaming a new one over it; a writer that opened
+    the old file before the rename and got the lock after it would write into the replaced file and lose
+    its batch. So the lock is taken again on the new file until the locked file is the named one."""
+    from hinet.atomic import output_error
+
+    while True:
+        try:
+            fd = os.open(path, flags, 0o666)
+        except OSError as err:
+            raise output_error(path, err, what) from None
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            now = None
+        held = os.fstat(fd)
+        if now is not None and (now.st_ino, now.st_dev) == (held.st_ino, held.st_dev):
+            return fd
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
 
 
 def append_records(path: str | Path, records: Iterable[Record]) -> None:
@@ -281,6 +313,8 @@ def append_records(path: str | Path, records: Iterable[Record]) -> None:
     and size (keys ``_batch``/``_n``), so a batch cut short by a kill is recognised and never read back as
     data; a write that fails (full disk, quota) is truncated away again and raises
     :class:`hinet.atomic.OutputError` naming the file: either the whole batch is in the file or none of it.
+    A :func:`compact` of the same file at the same time never loses the batch: the lock is taken on the file
+    the path names once the lock is held, never on a file the compaction replaced.
     """
     from hinet.atomic import ensure_dir, output_error  # absolute: this module is also loaded by file path
 
@@ -289,12 +323,8 @@ def append_records(path: str | Path, records: Iterable[Record]) -> None:
     if not data:
         raise ValueError(f"append_records: no records to append to {path}")
     ensure_dir(path.parent)
+    fd = _lock_current(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, "cannot append records")
     try:
-        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
-    except OSError as err:
-        raise output_error(path, err, "cannot append records") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             _drop_incomplete_tail(fd, path)
             before = os.fstat(fd).st_size
@@ -475,10 +505,10 @@ def read_image_metrics(paths_or_dirs: str | Path | Iterable[str | Path]) -> pd.D
             frames.append(pq.read_table(f).to_pandas())
         except Exception as err:  # pyarrow raises its own types for torn or foreign files
             raise ValueError(f"{f}: not a readable per-image results file: {err}") from None
+        missing = set(IMAGE_COLUMNS) - set(frames[-1].columns)
+        if missing:
+            raise ValueError(f"{f}: not a per-image results file: lacks the column(s) {sorted(missing)}")
     df = pd.concat(frames, ignore_index=True)
-    missing = set(IMAGE_COLUMNS) - set(df.columns)
-    if missing:
-        raise ValueError(f"read_image_metrics: files under {paths_or_dirs} lack columns {sorted(missing)}")
     df = df[list(IMAGE_COLUMNS)]
     df["time"] = pd.to_datetime(df["time"], utc=True, format="ISO8601")
     return latest(df, (*IDENTITY, "image")).reset_index(drop=True)
@@ -492,26 +522,44 @@ def compact(path: str | Path) -> tuple[int, int]:
     from hinet.atomic import atomic_write_bytes
 
     path = Path(path)
-    with open(path, "rb+") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
+    if path.is_dir() or not path.exists():
+        raise FileNotFoundError(f"{path}: {'is a folder' if path.is_dir() else 'does not exist'}; "
+                                f"expected a JSONL records file")
+    fd = _lock_current(path, os.O_RDWR, "cannot compact records")  # write mode: NFS locks
+    try:
+        with open(fd, "rb", closefd=False) as fh:
             before = _typed(_parse(fh.read(), path))
-            kept = latest(before)
-            rows = [Record(**{**row, "time": row["time"].isoformat(timespec="microseconds"),
-                              **{k: (None if row[k] is None or row[k] != row[k] else int(row[k]))
-                                 for k in ("step", "seed")}})
-                    for row in kept.astype(object).where(kept.notna(), None).to_dict("records")]
-            atomic_write_bytes(path, _encode(rows))
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        kept = latest(before)
+        rows = [Record(**{**row, "time": row["time"].isoformat(timespec="microseconds"),
+                          **{k: (None if row[k] is None or row[k] != row[k] else int(row[k]))
+                             for k in ("step", "seed")}})
+                for row in kept.astype(object).where(kept.notna(), None).to_dict("records")]
+        # a writer waiting for the lock on the old file takes it again on the new one (_lock_current)
+        atomic_write_bytes(path, _encode(rows))
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
     return len(before), len(rows)
 
 
-if __name__ == "__main__":  # python -m hinet.records --compact FILE... : keep only the current rows
-    import argparse
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hinet.records --compact FILE...``: keep only the current rows of each file."""
+    from hinet.errors import ArgumentParser, run_command
 
-    parser = argparse.ArgumentParser(prog="python -m hinet.records", description=compact.__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m hinet.records", description=compact.__doc__.split("\n\n")[0])
     parser.add_argument("--compact", nargs="+", required=True, metavar="FILE", help="JSONL record files")
-    for item in parser.parse_args().compact:
-        n, m = compact(item)
-        print(f"{item}: {n} rows -> {m} (superseded rows dropped)")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    args = parser.parse_args(argv)
+
+    def body() -> None:
+        for item in args.compact:
+            n, m = compact(item)
+            print(f"{item}: {n} rows -> {m} (superseded rows dropped)")
+
+    return run_command("hinet.records", body, argv)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -222,6 +222,12 @@ def _calibrate(model: nn.Module, norms: list[tuple[str, PartialNorm]], train_siz
         model.eval()
         with torch.no_grad():
             model(torch.zeros(1, channels, *train_size, device=param.device, dtype=param.dtype))
+    except (RuntimeError, ValueError) as err:  # too small for the deepest norm, or too large to allocate
+        depth = getattr(cfg, "depth", None)
+        least = f"at least {2 ** depth} (2^depth) and " if depth else ""
+        raise ValueError(f"TLC train_size={train_size} (--tlc-train-size): the network cannot be calibrated on a "
+                         f"{train_size[0]}x{train_size[1]} image ({' '.join(str(err).split()[:20])}); expected "
+                         f"{least}the side of the crops it was trained on") from None
     finally:
         for h in hooks:
             h.remove()

@@ -16,8 +16,11 @@ A resumed run simply writes the rows of the steps it repeats again; the store ke
 each identity, so nothing is duplicated. Progress lines on stdout are the human-readable log.
 
 Order of a run: preflight (training data, validation sets and every output path are opened or checked
-before the first step, so a mistake costs seconds, not a run), then the loop; at a step that is due for
-both, the checkpoint is written before the validation, so a failing validation never loses training.
+before the first step, so a mistake costs seconds, not a run; they create nothing, so a refused run leaves
+no folder behind), then the loop; at a step that is due for both, the validation runs before the
+checkpoint, so a kill between them repeats both on resume and no validation is ever lost (a failing
+validation costs at most the steps since the previous checkpoint). One process at a time trains a run
+directory: ``<run-dir>/lock`` is held (``flock``) while it trains, and a second process is refused.
 
 Resume is explicit (``--resume``) and exact: the batch of step t is a pure function of (seed, t) and
 the optimiser state is checkpointed, so a killed run resumed from its last checkpoint ends with the
@@ -32,6 +35,7 @@ import argparse
 import json
 import math
 import os
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -45,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import records as rec
 from .arch import HINet, count_parameters
-from .atomic import atomic_write_text, ensure_dir, output_error
+from .atomic import atomic_write_text, check_output, ensure_dir, output_error
 from .checkpoint import atomic_save, save
 from .config import HINetConfig, preset, scaled
 from .errors import UserError, run_command
@@ -67,6 +71,18 @@ class NonFiniteLossError(UserError, FloatingPointError):
 
 class PreflightError(UserError, ValueError):
     """Data or an output path is unusable; found before the first training step."""
+
+
+# RunSpec fields that to_dict() writes only when set, so their absence from a stored spec means the default;
+# every other field of a spec file must be present (RunSpec.from_dict).
+OMITTED_WHEN_UNSET = ("train_crops", "fused_norm", "inplace_act", "evaluations", "reference")
+
+
+def _require_fields(d: dict, names: list[str], where: str) -> None:
+    missing = [name for name in names if name not in d]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing}; a spec file states every field "
+                         f"(write it with RunSpec.to_dict() or copy a run's config.json)")
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,9 @@ class RunSpec:
     reference: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"RunSpec.seed={self.seed!r} (--seed): expected a non-negative integer (numpy seeds "
+                             f"the data order with it)")
         if self.init not in INITS:
             raise ValueError(f"RunSpec.init={self.init!r}: expected one of {INITS}")
 
@@ -102,20 +121,31 @@ class RunSpec:
         out = {"recipe": self.recipe.to_dict(), "model": self.model.to_dict(), "seed": self.seed,
                "data": self.data, "family": self.family, "variant": self.variant,
                "precision": self.precision, "channels_last": self.channels_last, "init": self.init}
-        for key in ("train_crops", "fused_norm", "inplace_act", "evaluations", "reference"):  # only when set
+        for key in OMITTED_WHEN_UNSET:  # only when set: hashes of earlier specs stay valid
             if getattr(self, key):
                 out[key] = getattr(self, key)
         return out
 
     @classmethod
     def from_dict(cls, d: dict) -> RunSpec:
-        """The spec of :meth:`to_dict`'s JSON; every field is checked by its declared type (a stored
-        ``"csff": "no"`` is an error naming the field, never a truthy string)."""
+        """The spec of :meth:`to_dict`'s JSON, checked as the command-line flags are: every field by its
+        declared type (a stored ``"csff": "no"`` is an error naming the field, never a truthy string), every
+        field present (a missing one is an error naming it, never a dataclass default; only the fields of
+        :data:`OMITTED_WHEN_UNSET` mean their default when absent), and the recipe's frozen fields
+        (:data:`FROZEN_RECIPE_FIELDS`) equal to those of the recipe it names."""
+        from dataclasses import fields
+
         from .fields import check_stored
 
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+        _require_fields(d, ["recipe", "model", *(f.name for f in fields(cls)
+                                                  if f.name not in ("recipe", "model", *OMITTED_WHEN_UNSET))], "spec")
+        for key, kind in (("recipe", Recipe), ("model", HINetConfig)):
+            if isinstance(d[key], dict):
+                _require_fields(d[key], [f.name for f in fields(kind)], key)
         r = Recipe(**check_stored(Recipe, d["recipe"], "recipe"))
+        check_frozen_recipe_fields(r)
         m = HINetConfig(**check_stored(HINetConfig, d["model"], "model"))
         top = check_stored(cls, {k: v for k, v in d.items() if k not in ("recipe", "model")}, "spec")
         return cls(r, m, **top)
@@ -226,7 +256,44 @@ def _prepare_dir(run_dir: Path, spec: RunSpec, resume: bool) -> bool:
         return ckpt.exists()
     if resume and ckpt.exists():
         raise RunConflictError(f"{run_dir} has a checkpoint but no {CONFIG}; delete the folder to start again")
+    if resume:
+        raise RunConflictError(f"--resume {run_dir}: holds no run (no {CONFIG}); check the path, or drop --resume "
+                               f"to start a new run there")
     return False
+
+
+class RunLock:
+    """``<run_dir>/lock``, held with ``flock`` by the one process that trains the run (rank 0), released when
+    it ends (also by a kill: the kernel drops the lock). A second process is refused with one line."""
+
+    def __init__(self, run_dir: Path):
+        self.path, self.fd = run_dir / "lock", None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        if self.fd is not None:
+            return
+        ensure_dir(self.path.parent)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:
+            raise output_error(self.path, err, "cannot create the run's lock") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunConflictError(f"{self.path.parent} is being trained by another process ({holder}); wait for "
+                                   f"it to end or choose another --run-dir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{socket.gethostname()} pid {os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing drops the flock
+            self.fd = None
 
 
 def _write_config(run_dir: Path, spec: RunSpec, env: dict) -> None:
@@ -347,27 +414,6 @@ class Recorder:
 
 
 # ----------------------------------------------------------------------------------------------- preflight
-def _probe_folder(folder: Path) -> None:
-    """Create ``folder`` and prove a file can be written there (raises OutputError naming it)."""
-    ensure_dir(folder)
-    probe = folder / f".hinet-write-test-{os.getpid()}"
-    try:
-        probe.write_bytes(b"ok")
-    except OSError as err:
-        raise output_error(folder, err, "cannot write into folder") from None
-    finally:
-        probe.unlink(missing_ok=True)
-
-
-def _probe_append(path: Path) -> None:
-    ensure_dir(path.parent)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        os.close(fd)
-    except OSError as err:
-        raise output_error(path, err, "cannot append records") from None
-
-
 def preflight(spec: RunSpec, run_dir: Path, records_path: Path, images_dir: Path | None,
               json_path: Path | None = None, verify: bool = True) -> tuple[Dataset, dict[str, Dataset]]:
     """Open the training data and the validation sets, and check every output path, before step 1.
@@ -377,14 +423,14 @@ def preflight(spec: RunSpec, run_dir: Path, records_path: Path, images_dir: Path
     :func:`hinet.data.verify.verify_pairs`). A missing dataset, an empty set, an undecodable file or an
     unwritable output raises a user error naming it.
     """
-    _probe_folder(run_dir)
-    _probe_folder(run_dir / CHECKPOINT.parent)
-    _probe_append(records_path)
-    _probe_folder(rec.image_store(records_path))
+    check_output(run_dir, "--run-dir", folder=True)
+    check_output(run_dir / CHECKPOINT, "--run-dir")
+    check_output(records_path, "--records")
+    check_output(rec.image_store(records_path), "--records", folder=True)
     if images_dir is not None:
-        _probe_folder(images_dir)
+        check_output(images_dir, "--images-dir", folder=True)
     if json_path is not None:
-        _probe_folder(json_path.parent)
+        check_output(json_path, "--json")
     validation_protocols(spec)  # a bad evaluation name fails here, not at the first validation
     pairs = training_pairs(spec)
     sets = validation_sets(spec)
@@ -452,8 +498,8 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
     ``images_dir``: the final validation also writes the first ``images_limit`` images of the first
     validation set (input, target, and this run's output under ``<images_dir>/<variant>/``) for the report's
     visual comparison grid. ``on_validation(step, metrics)``, if given, runs on rank 0 after each validation
-    has been recorded; an exception it raises (e.g. ``optuna.TrialPruned``) ends the run there (that step's
-    checkpoint is already written) and propagates to the caller.
+    has been recorded; an exception it raises (e.g. ``optuna.TrialPruned``) ends the run there (the last
+    checkpoint is the previous one) and propagates to the caller.
     """
     run_dir = Path(run_dir)
     if (run_dir / DONE).exists():  # finished: never repeated (the spec must still match)
@@ -463,22 +509,28 @@ def train(spec: RunSpec, run_dir: str | Path, *, resume: bool = False, device: s
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise RunConflictError(f"{run_dir / DONE}: unreadable ({rec_message(err)}); delete it to "
                                    f"validate the run again") from None
-    run = _setup(spec, run_dir, resume=resume, device=device, workers=workers, micro_batch=micro_batch,
-                 ckpt_every=ckpt_every, records_path=records_path, run_id=run_id, tensorboard=tensorboard,
-                 images_dir=images_dir, images_limit=images_limit, on_validation=on_validation, progress=progress,
-                 verify=verify, precision_policy=precision_policy)
+    lock = RunLock(run_dir)
     try:
-        _loop(run)
-        return _finish(run)
+        if run_dir.is_dir() and int(os.environ.get("RANK", "0")) == 0:
+            lock.acquire()  # an existing run directory: refuse a second trainer before anything else
+        run = _setup(spec, run_dir, resume=resume, device=device, workers=workers, micro_batch=micro_batch,
+                     ckpt_every=ckpt_every, records_path=records_path, run_id=run_id, tensorboard=tensorboard,
+                     images_dir=images_dir, images_limit=images_limit, on_validation=on_validation,
+                     progress=progress, verify=verify, precision_policy=precision_policy, lock=lock)
+        try:
+            _loop(run)
+            return _finish(run)
+        finally:
+            if run.recorder is not None:
+                run.recorder.close()
     finally:
-        if run.recorder is not None:
-            run.recorder.close()
+        lock.release()
 
 
 def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: int, micro_batch: int | None,
            ckpt_every: int | None, records_path: str | Path | None, run_id: str | None, tensorboard: bool,
            images_dir: str | Path | None, images_limit: int, on_validation, progress: bool, verify: bool,
-           precision_policy: str) -> _Run:
+           precision_policy: str, lock: RunLock) -> _Run:
     """Validate the run directory, run the preflight, build the model, optimiser, data and recorder."""
     from .data.patches import PatchDataset
     from .hardware import describe, resolve_precision
@@ -508,6 +560,7 @@ def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: 
            "device": f"{_device_label(dev)}: {hardware}", "world_size": world, "micro_batch": micro,
            "accumulation": accum, "config_hash": rec.config_hash(spec.to_dict()), "hardware": hardware}
     if rank == 0:
+        lock.acquire()  # the first thing a run creates: a refused run leaves no folder behind
         _write_config(run_dir, spec, env)
         if accum > 1:
             print(f"[hinet.train] keeping the recipe's global batch {r.batch_size}: {world} process(es) x "
@@ -557,7 +610,7 @@ def _setup(spec: RunSpec, run_dir: Path, *, resume: bool, device: str, workers: 
 
 
 def _loop(run: _Run) -> None:
-    """Steps ``start .. total_iters``: log, checkpoint, then validate, at their periods."""
+    """Steps ``start .. total_iters``: log, validate, then checkpoint, at their periods."""
     from tqdm import tqdm
 
     r = run.spec.recipe
@@ -592,11 +645,11 @@ def _loop(run: _Run) -> None:
                           f"lr {values['lr']:.3g} {values['images_per_s']:.1f} img/s", flush=True)
             bar.set_postfix(loss=f"{loss_value:.4f}")
         bar.update(1)
-        if ckpt_due:
-            _checkpoint(run, done)  # before any validation of the same step
         if (done % r.val_every == 0 or last) and run.rank == 0:
             run.metrics = _validate(run, done, final=last)
             run.model.train()
+        if ckpt_due:
+            _checkpoint(run, done)  # after the validation of the same step: resume never skips a validation
     bar.close()
 
 
@@ -704,6 +757,20 @@ def validate_model(model: torch.nn.Module, spec: RunSpec, device) -> list:
 FROZEN_RECIPE_FIELDS = {"name": "choose the recipe with --recipe",
                         "preset": "choose the network with --preset",
                         "proxy": "choose a paper recipe or its -proxy with --recipe"}
+
+
+def check_frozen_recipe_fields(r: Recipe) -> None:
+    """A spec's recipe is a known recipe, and its :data:`FROZEN_RECIPE_FIELDS` are that recipe's (a proxy
+    run is never labelled paper, the network's preset never relabelled)."""
+    from .recipes import RECIPES
+
+    if r.name not in RECIPES:
+        raise ValueError(f"recipe.name={r.name!r}: unknown recipe; expected one of {sorted(RECIPES)}")
+    named = RECIPES[r.name]
+    for key in FROZEN_RECIPE_FIELDS:
+        if getattr(r, key) != getattr(named, key):
+            raise ValueError(f"recipe.{key}={getattr(r, key)!r}: the recipe {r.name!r} has {key}="
+                             f"{getattr(named, key)!r}; {FROZEN_RECIPE_FIELDS[key]}")
 
 
 def _scaled_build(cfg: HINetConfig, **values) -> HINetConfig:

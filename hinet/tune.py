@@ -60,7 +60,7 @@ from pathlib import Path
 
 import optuna
 
-from .atomic import ensure_dir
+from .atomic import check_output, ensure_dir
 from .config import HINetConfig, preset
 from .errors import ArgumentParser, UserError, run_command
 from .evaluate import DEFAULT_PROTOCOLS, protocol
@@ -280,12 +280,11 @@ def open_storage(where: str, *, heartbeat: int = 60) -> optuna.storages.BaseStor
     if "://" not in where:
         raise ValueError(f"--storage {where!r}: expected an RDB URL (sqlite:///x.db, postgresql://..., "
                          f"mysql://...) or a journal file path ending in .log or .jsonl")
-    engine_kwargs: dict = {}
+    engine_kwargs: dict = {"connect_args": check_database(where)}
     if where.startswith("sqlite:///"):
         db = where.removeprefix("sqlite:///")
         if db and db != ":memory:":
             Path(db).parent.mkdir(parents=True, exist_ok=True)
-        engine_kwargs["connect_args"] = {"timeout": 60}
     # Optuna >= 4.9 renamed RetryFailedTrialCallback / failed_trial_callback (old names deprecated).
     retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     retry_kw = "heartbeat_stale_trial_callback"
@@ -306,6 +305,41 @@ def open_storage(where: str, *, heartbeat: int = 60) -> optuna.storages.BaseStor
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+CONNECT_TIMEOUT_S = 10  # a database server that does not answer within this is an error, not a hang
+
+
+def check_database(where: str) -> dict:
+    """Parse the RDB URL ``where`` and, for a database server, connect once (:data:`CONNECT_TIMEOUT_S`);
+    returns the driver's connect arguments (SQLite: a 60 s busy timeout; servers: the connect timeout).
+    A malformed URL, a missing driver or an unreachable, refusing or rejecting server is one line naming
+    ``--storage`` (the password hidden), before any study or run exists."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    try:
+        url = make_url(where)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as err:
+        raise UserError(f"--storage {where!r}: not a database URL ({err}); expected e.g. sqlite:///x.db or "
+                        f"postgresql+psycopg://user@host:5432/db") from None
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return {"timeout": 60}
+    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if backend in ("postgresql", "mysql") else {}
+    shown = url.render_as_string(hide_password=True)
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args=connect_args)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as err:
+        reason = " ".join(str(getattr(err, "orig", None) or err).split()[:60]) or type(err).__name__
+        raise UserError(f"--storage {shown}: cannot reach the database ({reason}"
+                        f"; waited at most {CONNECT_TIMEOUT_S} s)") from None
+    return connect_args
 
 
 def default_storage(results: Path, study: str) -> str:
@@ -445,6 +479,13 @@ def main(argv: list[str] | None = None) -> optuna.Study:
     for flag, value in (("--trials", a.trials), ("--total-trials", a.total_trials), ("--threads", a.threads)):
         if value is not None and value < 1:
             raise UserError(f"{flag} {value}: expected a positive number")
+    for flag, value in (("--seed", a.seed), ("--train-seed", a.train_seed)):
+        if value is not None and value < 0:
+            raise UserError(f"{flag} {value}: expected a non-negative seed")
+    for flag, path, folder in (("--results", results, True), ("--runs-dir", Path(a.runs_dir), True),
+                               ("--records", a.records and Path(a.records), False)):
+        if path:
+            check_output(path, flag, folder=folder)
     storage = _open_storage(a.storage or default_storage(results, name), results)
     settings = {"recipe": recipe.to_dict(), "space": asdict(space), "data": a.data, "train_seed": seed,
                 "protocol": proto}
@@ -541,7 +582,10 @@ def cli(argv: list[str] | None = None) -> int:
         if known.workers == 1 and not known.gpus:
             main(rest)
             return 0
-        return launch_workers(rest, known.workers, parse_gpus(known.gpus), known.gpus_per_worker)
+        # the ids must name GPUs of this machine, unless the workers train on the CPU (--device cpu)
+        device = rest[len(rest) - rest[::-1].index("--device")] if "--device" in rest[:-1] else None  # the last
+        gpus = parse_gpus(known.gpus, present=device != "cpu")
+        return launch_workers(rest, known.workers, gpus, known.gpus_per_worker)
 
     return run_command("hinet.tune", body, rest)
 

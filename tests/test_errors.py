@@ -383,6 +383,22 @@ def _train_spec(content: str, words: list[str]) -> Callable[[Path], Bad]:
     return build
 
 
+def _train_spec_edit(edit: Callable[[dict], object], words: list[str]) -> Callable[[Path], Bad]:
+    """A spec file written by RunSpec.to_dict(), then edited: a hole, or a frozen field changed."""
+
+    def build(tmp: Path) -> Bad:
+        from hinet.train import build_parser, resolve_spec
+
+        data = resolve_spec(build_parser().parse_args(["--run-dir", str(tmp / "x"), *TRAIN_FAST])).to_dict()
+        edit(data)
+        spec = tmp / "spec.json"
+        spec.write_text(json.dumps(data))
+        return Bad(["--spec", str(spec), "--run-dir", str(tmp / "run")], [str(spec), *words], keep=[spec],
+                   absent=[tmp / "run"])
+
+    return build
+
+
 def _train_resume(damaged: str) -> Callable[[Path], Bad]:
     """A started run (config.json + checkpoints/last.pth written as the trainer writes them), one damaged."""
 
@@ -458,6 +474,26 @@ TRAIN_ROWS = [
       for flag, value in (("--workers", "-1"), ("--ckpt-every", "0"), ("--micro-batch", "0"),
                           ("--images-limit", "-1"))],
     MainRow("train-truncated-image-workers-2", "hinet.train", _train_truncated_image),
+    *[MainRow(f"train-spec-{name}", "hinet.train", _train_spec_edit(edit, words)) for name, edit, words in (
+        ("without-crop", lambda d: d["recipe"].pop("crop"), ["missing field", "'crop'"]),  # never crop 256
+        ("without-seed", lambda d: d.pop("seed"), ["missing field", "'seed'"]),
+        ("without-width", lambda d: d["model"].pop("width"), ["missing field", "'width'"]),
+        ("proxy-false", lambda d: d["recipe"].update(proxy=False), ["recipe.proxy=False", "sidd-proxy"]),
+        ("preset-relabelled", lambda d: d["recipe"].update(preset="gopro"), ["recipe.preset='gopro'", "sidd-1x"]),
+        ("unknown-recipe-name", lambda d: d["recipe"].update(name="mine"), ["recipe.name='mine'"]))],
+    MainRow("train-seed-negative", "hinet.train", _train("--seed", "-1", words=["--seed", "RunSpec.seed=-1"])),
+    MainRow("train-spec-seed-negative", "hinet.train",
+            _train_spec_edit(lambda d: d.update(seed=-2), ["RunSpec.seed=-2", "non-negative"])),
+    MainRow("train-resume-no-run", "hinet.train",
+            lambda tmp: Bad(["--run-dir", str(tmp / "rnu"), *TRAIN_FAST, "--resume"],
+                            ["--resume", str(tmp / "rnu"), "holds no run"], absent=[tmp / "rnu"])),
+    MainRow("train-refused-leaves-no-folder", "hinet.train",
+            lambda tmp: Bad(["--run-dir", str(tmp / "a" / "run"), *TRAIN_FAST, "--data", str(tmp / "none")],
+                            [str(tmp / "none")], absent=[tmp / "a"])),
+    MainRow("train-records-is-a-folder", "hinet.train",
+            lambda tmp: (tmp / "rec").mkdir() or Bad(["--run-dir", str(tmp / "run"), *TRAIN_FAST, "--records",
+                                                      str(tmp / "rec")], ["--records", "is a folder"],
+                                                     absent=[tmp / "run"])),
 ]
 
 
@@ -482,6 +518,12 @@ ABLATE_ROWS = [
       for flag, value in (("--parallel", "0"), ("--gpus-per-run", "0"), ("--loader-workers", "-1"),
                           ("--images", "-1"))],
     MainRow("ablate-bad-gpus", "ablations.run", _ablate("--gpus", "zero", words=["--gpus", "zero"])),
+    MainRow("ablate-gpus-absent", "ablations.run", _ablate("--gpus", "0,1", words=["--gpus 0,1", "no CUDA device"])),
+    MainRow("ablate-seeds-negative", "ablations.run", _ablate("--seeds", "-1", words=["--seeds -1", "non-negative"])),
+    MainRow("ablate-records-is-a-folder", "ablations.run",
+            lambda tmp: (tmp / "rec.jsonl").mkdir() or _ablate("--records", str(tmp / "rec.jsonl"),
+                                                              words=["--records", "is a folder"])(tmp)),
+    MainRow("ablate-seeds-twice", "ablations.run", _ablate("--seeds", "0", "0", words=["--seeds 0 0", "distinct"])),
 ]
 
 
@@ -539,6 +581,18 @@ TUNE_ROWS = [
     MainRow("tune-report-only-missing-study", "hinet.tune",
             _tune("--report-only", "--study", "none", words=["'none'", "study"])),
     MainRow("tune-results-blocked", "hinet.tune", _tune_results_blocked),
+    MainRow("tune-seed-negative", "hinet.tune", _tune("--seed", "-1", words=["--seed -1", "non-negative"])),
+    MainRow("tune-train-seed-negative", "hinet.tune",
+            _tune("--train-seed", "-3", words=["--train-seed -3", "non-negative"])),
+    MainRow("tune-storage-bad-port", "hinet.tune",
+            _tune("--storage", "postgresql://u@localhost:abc/db", words=["--storage", "not a database URL"])),
+    MainRow("tune-storage-unreachable", "hinet.tune",  # port 1: refused at once, no server needed
+            _tune("--storage", "postgresql+psycopg://u:secret@127.0.0.1:1/db",
+                  words=["--storage", "cannot reach the database", "***"])),
+    MainRow("tune-storage-unknown-driver", "hinet.tune",
+            _tune("--storage", "nosuchdb://u@h/db", words=["--storage", "nosuchdb"])),
+    MainRow("tune-gpus-absent", "hinet.tune",
+            _tune("--workers", "2", "--gpus", "0,1", "--device", "cuda", words=["--gpus 0,1", "no CUDA device"])),
 ]
 
 
@@ -589,6 +643,27 @@ def _gopro_truncated_verified(tmp: Path) -> Bad:
     return Bad(["--data", str(tmp), "--no-records"], [str(bad)])  # progress bars on: none may stay on screen
 
 
+def _gopro_output_checked_first(option: str) -> Callable[[Path], Bad]:
+    """A folder where a file goes (or a file where a folder goes), on data that the evaluation would fail on
+    (a truncated image): the output is named, so it was checked before any work."""
+
+    def build(tmp: Path) -> Bad:
+        root = _gopro(tmp)
+        bad = root / "test" / "input" / "001.png"
+        bad.write_bytes(bad.read_bytes()[:60])
+        target = tmp / "out"
+        if option == "--save-images":
+            target.write_text("mine")
+        else:
+            target.mkdir()
+        argv = ["--data", str(tmp), "--no-verify", "--no-progress", option, str(target)]
+        if option != "--records":
+            argv += ["--records", str(tmp / "records.jsonl")]
+        return Bad(argv, [option, str(target), "is a f"], absent=[tmp / "records.jsonl"])
+
+    return build
+
+
 def _sidd_100_bytes(tmp: Path) -> Bad:
     _sidd_mat("100-bytes")(tmp)
     return Bad(["--data", str(tmp), "--no-progress", "--no-records"], [str(tmp / "ValidationGtBlocksSrgb.mat")])
@@ -603,7 +678,12 @@ BENCH_ROWS = [
       for name in ("sidd", "gopro", "rain13k") for how in ("truncated", "empty", "random", "nan", "missing")],
     *[MainRow(f"gopro-blocked{opt}", "benchmarks.gopro", _bench_blocked(opt))
       for opt in ("--json", "--records", "--save-images")],
+    *[MainRow(f"gopro-output-checked-first{opt}", "benchmarks.gopro", _gopro_output_checked_first(opt))
+      for opt in ("--json", "--records", "--save-images")],
     MainRow("gopro-truncated-image-workers-2", "benchmarks.gopro", _gopro_truncated),
+    *[MainRow(f"gopro-tlc-train-size-{size}", "benchmarks.gopro", lambda tmp, size=size: Bad(
+        [*SYNTH, "--weights", str(_tiny_checkpoint(tmp / "w.pth")), "--tlc", "--tlc-train-size", size, "--no-records"],
+        ["--tlc-train-size", f"train_size=({size}, {size})"])) for size in ("1", "100000")],
     MainRow("gopro-truncated-target-verified", "benchmarks.gopro", _gopro_truncated_verified),
     MainRow("sidd-mat-100-bytes", "benchmarks.sidd", _sidd_100_bytes),
     MainRow("sidd-unknown-protocol", "benchmarks.sidd", lambda tmp: Bad([*SYNTH, "--protocol", "x"], ["--protocol"])),
@@ -643,12 +723,21 @@ def _report_out_blocked(tmp: Path) -> Bad:
                 "published")], [str(tmp / "out")], keep=[tmp / "out"])
 
 
+def _report_out_checked_first(tmp: Path) -> Bad:
+    """A file where --out must be a folder, and corrupt records: the output is named, so it came first."""
+    (tmp / "out").write_text("mine")
+    path = _report_records(tmp, '{"broken\n')
+    return Bad(["--records", str(path.parent), "--out", str(tmp / "out")], ["--out", str(tmp / "out"), "is a file"],
+               keep=[tmp / "out"])
+
+
 REPORT_ROWS = [
     MainRow("report-corrupt-records", "hinet.report", _report_corrupt),
     MainRow("report-missing-records", "hinet.report",
             lambda tmp: Bad(["--records", str(tmp / "none"), "--out", str(tmp / "out")], [str(tmp / "none")],
                             absent=[tmp / "out"])),
     MainRow("report-out-blocked", "hinet.report", _report_out_blocked),
+    MainRow("report-out-checked-first", "hinet.report", _report_out_checked_first),
 ]
 
 
@@ -684,7 +773,24 @@ def _prepare_case(build: Callable[[Path], tuple[list[str], list[str]]]) -> Calla
     return wrapped
 
 
+def _compact(content: str | None) -> Callable[[Path], Bad]:
+    def build(tmp: Path) -> Bad:
+        path = tmp / "r.jsonl"
+        if content is None:
+            path.mkdir()
+            return Bad(["--compact", str(path)], [str(path), "folder"])
+        if content:
+            path.write_text(content)
+            return Bad(["--compact", str(path)], [f"{path}:1", "not a valid record line"], keep=[path])
+        return Bad(["--compact", str(path)], [str(path), "does not exist"], absent=[path])
+
+    return build
+
+
 OTHER_ROWS = [
+    MainRow("compact-missing-file", "hinet.records", _compact("")),
+    MainRow("compact-a-folder", "hinet.records", _compact(None)),
+    MainRow("compact-corrupt-line", "hinet.records", _compact('{"broken": 1}\n')),
     *[MainRow(name, "hinet.data.prepare", _prepare_case(build)) for name, build in PREPARE_CASES.items()
       if not (AS_ROOT and name == "prepare-read-only-out")],  # root ignores permissions
     MainRow("prepare-unknown-dataset", "hinet.data.prepare",

@@ -43,7 +43,12 @@ def grid_runs(tmp_path: Path, n: int) -> list[GridRun]:
 
 def test_parse_gpus_and_slots():
     assert parse_gpus(None) == [] and parse_gpus("all", available=3) == ["0", "1", "2"]
-    assert parse_gpus("0, 2,5") == ["0", "2", "5"]
+    assert parse_gpus("0, 2,5", available=6) == ["0", "2", "5"]
+    assert parse_gpus("0,7", present=False) == ["0", "7"]  # Slurm: the ids name another machine's GPUs
+    with pytest.raises(UserError, match=r"--gpus 0,5: no GPU 5 on this machine; it has 2"):
+        parse_gpus("0,5", available=2)
+    with pytest.raises(UserError, match=r"--gpus 0,1: no CUDA device is visible"):
+        parse_gpus("0,1", available=0)
     for bad in ("0,0", "x", "1;2"):
         with pytest.raises(UserError, match="--gpus"):
             parse_gpus(bad)

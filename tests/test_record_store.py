@@ -133,3 +133,40 @@ def test_compact_keeps_exactly_what_the_reader_keeps(tmp_path):
     assert len(read_records(path, all_versions=True)) == 3
     pd_equal = read_records(path).reset_index(drop=True).equals(expected.reset_index(drop=True))
     assert pd_equal
+
+
+def test_a_compacted_file_of_any_size_is_never_taken_for_a_torn_tail(tmp_path, recwarn):
+    """A compacted file is one batch; larger than the 4 MiB tail the next append examines first, it must
+    still be recognised as complete (the next append once truncated 10,848 of 24,004 rows)."""
+    from hinet.records import compact
+
+    path = tmp_path / "r.jsonl"
+    rows = [rec(step=s, run_id=f"run-{s % 7}-" + "x" * 200) for s in range(12_000)]
+    append_records(path, rows)
+    assert path.stat().st_size > 1 << 22
+    assert compact(path) == (12_000, 12_000)
+    append_records(path, [rec(step=99_999)])
+    assert len(read_records(path)) == 12_001
+    assert not [w for w in recwarn if "incomplete" in str(w.message)]
+
+
+def test_an_incomplete_batch_larger_than_the_tail_window_is_still_cut(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_records(path, [rec(step=1)])
+    append_records(path, [rec(step=s, run_id="y" * 300) for s in range(2, 14_000)])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 1000])  # killed near the end of a 5 MiB batch
+    with pytest.warns(UserWarning, match="incomplete batch"):
+        append_records(path, [rec(step=20_000)])
+    assert read_records(path)["step"].tolist() == [1, 20_000]
+
+
+def test_a_per_image_file_without_the_columns_names_the_file(tmp_path):
+    import pandas as pd
+
+    good = write_image_metrics(tmp_path, {**BASE, "run_id": "a"}, 1, [("SIDD", "val", "p", "psnr", "x.png", 30.0)])
+    bad = good.parent.parent / "b" / "step-00000001.parquet"
+    bad.parent.mkdir()
+    pd.DataFrame({"value": [1.0]}).to_parquet(bad)
+    with pytest.raises(ValueError, match=r"b/step-00000001\.parquet: not a per-image results file.*'image'"):
+        read_image_metrics(tmp_path)

@@ -195,3 +195,26 @@ def test_git_info_clean_dirty_and_outside(tmp_path):
     outside = tmp_path / "plain"
     outside.mkdir()
     assert git_info(outside) == ("unknown", True)
+
+
+def test_compaction_racing_writers_loses_no_row(tmp_path):
+    """Real writer processes append while the file is compacted again and again: a writer that opened the
+    file before a compaction's rename must write into the new file, never into the replaced one."""
+    from hinet.records import compact
+
+    path = tmp_path / "shared" / "records.jsonl"
+    (path.parent / "ready").mkdir(parents=True)
+    append_records(path, [rec(step=10_000)])
+    code = WRITER.format(common={k: v for k, v in COMMON.items() if k not in ("run_id", "step")})
+    module = Path(__file__).resolve().parents[1] / "hinet" / "records.py"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(w), "2", str(module)]) for w in range(2)]
+    compactions = 0
+    while any(p.poll() is None for p in procs) or compactions == 0:
+        compact(path)
+        compactions += 1
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    compact(path)
+    df = read_records(path, all_versions=True)
+    assert len(df) == 1 + 2 * 500, compactions
+    assert sorted(zip(df["run_id"], df["step"])) == sorted(
+        [(COMMON["run_id"], 10_000)] + [(f"w{w}", s) for w in range(2) for s in range(500)])

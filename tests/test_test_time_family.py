@@ -41,6 +41,9 @@ def test_one_network_four_treatments_recorded_as_variants(tmp_path):
     assert set(val["run_id"]) == {f"tt-s0@{v}" for v in ("full_image", "grid", "tlc_1x", "tlc_1.5x")}
     assert set(val["protocol"]) == {"deblur/full"}  # the shared scoring; the treatment is the variant
     per = read_image_metrics(tmp_path / "per_image")
+    from hinet.report.consistency import check_per_image
+
+    check_per_image(df, tmp_path / "per_image", tmp_path / "r.jsonl")  # every treatment's file matches its records
     psnr = per[per["metric"] == "psnr"].pivot_table(index="image", columns="variant", values="value")
     assert (psnr["grid"] - psnr["full_image"]).abs().max() > 1e-6  # 32-pixel tiles on 128-pixel images differ
     assert (psnr["tlc_1x"] - psnr["full_image"]).abs().max() > 1e-6  # a 32-pixel window differs from global

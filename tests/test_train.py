@@ -219,3 +219,43 @@ def test_model_set_csff_no_trains_a_network_without_csff_and_stores_false(tmp_pa
     assert not [name for name, _ in trained.named_modules() if "csff" in name or "sam" in name.split(".")[0]]
     frozen = run(train_cmd(tmp_path / "p", "--recipe-set", "proxy=false"), check=False)
     assert frozen.returncode == 2 and "Recipe.proxy cannot be overridden" in frozen.stderr
+
+
+def test_a_kill_right_after_a_checkpoint_loses_no_validation_and_a_second_trainer_is_refused(tmp_path, capsys):
+    """Every validation step is a checkpoint step by default. The validation of a step runs before its
+    checkpoint, so a process killed the moment a checkpoint appears has recorded every validation up to
+    that step, and the resume (which starts after it) never skips one. While the first process trains,
+    a second one on the same run directory is refused by the run's lock."""
+    from hinet.records import image_file, image_store, read_records
+    from hinet.train import main
+
+    run_dir = tmp_path / "run"
+    args = [*TINY, "--run-dir", str(run_dir), "--iters", "6", "--recipe-set", "val_every=2", "--no-tensorboard",
+            "--recipe-set", "val_limit=1"]
+    proc = subprocess.Popen([sys.executable, "-m", "hinet.train", *args], env=ENV, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = run_dir / "checkpoints" / "last.pth"
+    deadline = time.time() + 120
+    while not (run_dir / "config.json").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.001)
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2  # the first process holds the run's lock
+    err = capsys.readouterr().err
+    assert "is being trained by another process" in err and f"pid {proc.pid}" in err, err
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.0005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "done.json").exists(), "the run finished before it could be killed"
+    step = torch.load(ckpt, weights_only=True)["step"]
+    records = run_dir / "records.jsonl"
+    df = read_records(records)
+    validated = set(df.loc[df["split"] == "val", "step"].dropna().astype(int))
+    assert {s for s in (2, 4, 6) if s <= step} <= validated, (step, validated)
+    assert main([*args, "--resume"]) == 0  # the lock died with the killed process
+    df = read_records(records)
+    assert set(df.loc[df["split"] == "val", "step"].dropna().astype(int)) == {2, 4, 6}
+    assert all(image_file(image_store(records), "run", s).exists() for s in (2, 4, 6))
+    from hinet.report.consistency import check_per_image
+
+    check_per_image(df, image_store(records), records)  # what a killed and resumed run wrote is consistent

@@ -185,7 +185,7 @@ def test_retried_trial_resumes_the_dead_trials_run(tmp_path, monkeypatch):
 
         def on_validation(step, metrics):
             report(step, metrics)
-            if step == 2:  # dies after validating step 2; its checkpoint was written before the validation
+            if step == 2:  # dies after validating step 2, before its checkpoint (written after the validation)
                 raise Crash
 
         return on_validation
@@ -199,12 +199,12 @@ def test_retried_trial_resumes_the_dead_trials_run(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         RetryHeartbeatStaleTrialCallback(max_retry=1, inherit_intermediate_values=True)(study, dead)
-    study.optimize(objective, n_trials=1)  # inherits steps 1-2, validates 3 and 4
+    study.optimize(objective, n_trials=1)  # inherits steps 1-2, validates 2 again, then 3 and 4
     retry = study.trials[1]
     run_dir = tmp_path / "runs" / "optuna-r-t0"
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     assert retry.user_attrs["run_dir"] == str(run_dir) and not (tmp_path / "runs" / "optuna-r-t1").exists()
-    assert val_steps(tmp_path / "records.jsonl", "optuna-r-t0") == [1, 2, 3, 4]  # resumed from step 2's checkpoint
+    assert val_steps(tmp_path / "records.jsonl", "optuna-r-t0") == [1, 2, 2, 3, 4]  # resumed from step 1's checkpoint
     assert set(retry.intermediate_values) == {1, 2, 3, 4}
     assert set(read_records(tmp_path / "records.jsonl")["variant"]) == {"r-t0"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, check_output
 from ..errors import ArgumentParser, run_command
 from ..evaluate import DEFAULT_PROTOCOLS, PROTOCOLS
 from ..records import append_records, git_info
@@ -115,8 +115,20 @@ def check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Non
     args.device = device
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Prove every output of the command writable before any work (``hinet.atomic.check_output``)."""
+    for flag, path, folder in (("--json", args.json, False), ("--records", args.records, False),
+                               ("--save-images", args.save_images, True),
+                               ("--submission", getattr(args, "submission", None), False)):
+        if path is not None:
+            check_output(path, flag, folder=folder)
+
+
 def run(bench: Benchmark, args: argparse.Namespace) -> int:
-    """Evaluate, print the table and notes, write --json/--records; returns the exit status (0)."""
+    """Evaluate, print the table and notes, write --json/--records; returns the exit status (0).
+
+    Every output path is checked first (creating nothing): an unwritable one never costs an evaluation."""
+    check_outputs(args)
     method = load_method(args.weights, args.name)
     datasets = open_sets(bench, args)
     synthetic = any(bool(getattr(ds, "synthetic", False)) for ds in datasets.values())

@@ -49,6 +49,9 @@ def denoise_blocks(method: Method, dataset: SIDDBenchmark, *, tta: bool, device:
 def submit(args: argparse.Namespace) -> int:
     """Write the SIDD benchmark submission ``args.submission`` for ``args.weights`` (found below
     ``args.data``); prints what was done and returns the exit status (0)."""
+    from .cli import check_outputs
+
+    check_outputs(args)
     method = load_method(args.weights, args.name)
     dataset = SIDDBenchmark(locate(args.data, "sidd-benchmark"))
     blocks, time_mp = denoise_blocks(method, dataset, tta=args.tta, device=args.device,

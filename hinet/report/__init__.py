@@ -34,10 +34,12 @@ from pathlib import Path
 import pandas as pd
 
 from ..ablation_stats import ESTIMANDS
+from ..atomic import check_output
 from ..errors import ArgumentParser, run_command
 from ..published import PUBLISHED_COLUMNS, PUBLISHED_DIR, load_published, paper_points
 from ..records import image_store, read_image_metrics, read_records
 from ..tasks import NON_ABLATION_FAMILIES, SPEED, STUDY
+from .consistency import check_per_image
 from .figures import (
     DPI,
     ablation_figure,
@@ -191,7 +193,7 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
 
     final = final_quality(records)
     runs = run_table(final, records)
-    per_image = _per_image(records_dir)
+    per_image = _per_image(records_dir, records)
     ablation = runs[~runs["family"].isin(NON_ABLATION_FAMILIES)]
     # every val/test psnr/ssim is considered; earlier steps are superseded by the final one by design
     used |= records["metric"].isin(QUALITY) & records["split"].isin(EVAL_SPLITS)
@@ -269,10 +271,12 @@ def provenance(records: pd.DataFrame) -> pd.DataFrame:
     return g
 
 
-def _per_image(records_dir: str | Path) -> pd.DataFrame | None:
-    """Every per-image result that belongs with the records (None when there are none)."""
+def _per_image(records_dir: str | Path, records: pd.DataFrame) -> pd.DataFrame | None:
+    """Every per-image result that belongs with the records (None when there are none), checked against
+    the records first (:func:`hinet.report.consistency.check_per_image`)."""
     root = Path(records_dir)
     root = root if root.is_dir() else image_store(root)
+    check_per_image(records, root, records_dir)
     if not root.is_dir() or not any(root.rglob("*.parquet")):
         return None
     return read_image_metrics(root)
@@ -329,6 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.list_outputs:
         print(format_outputs())
         return
+    check_output(args.out, "--out", folder=True)  # before the records are read: a refused report writes nothing
     for path in build_report(args.records, args.out, args.published, args.images):
         print(path)
 
