@@ -35,8 +35,8 @@ def _family(root: Path) -> Path:
         write_image_metrics(records.parent / "per_image", common, STEP,
                             [("SIDD", "val", "denoise/clamped", "psnr", f"img{i}", v) for i, v in enumerate(values)])
         rows.append(Record(**common, reference="full", dataset="SIDD", split="val", protocol="denoise/clamped",
-                           metric="psnr", value=sum(values) / IMAGES, step=STEP, git_dirty=False, device="cpu", torch_version="2",
-                           time="2026-01-01T00:00:00+00:00"))
+                           metric="psnr", value=sum(values) / IMAGES, step=STEP, git_dirty=False, device="cpu",
+                           torch_version="2", time="2026-01-01T00:00:00+00:00"))
     append_records(records, rows)
     return records
 
