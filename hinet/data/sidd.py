@@ -246,7 +246,8 @@ class SIDDBenchmark(Dataset):
 
     Items ``(noisy, None, name)``: ``clean`` is **None**, so the default DataLoader collate cannot batch them;
     iterate the dataset directly or pass ``collate_fn=list``. Name ``BenchmarkBlocksSrgb_{k}``,
-    ``k = image * blocks + block``; :meth:`scene` is the image, as for :class:`SIDDValidation`. Write results with :func:`write_sidd_submission`.
+    ``k = image * blocks + block``; :meth:`scene` is the image, as for :class:`SIDDValidation`.
+    Write results with :func:`write_sidd_submission`.
     """
 
     synthetic = False
