@@ -255,7 +255,12 @@ def score(pred: torch.Tensor, target: torch.Tensor, proto: Protocol) -> dict[str
 
 @dataclass
 class SetResult:
-    """Mean metrics of one test set under one protocol, with the per-image values."""
+    """Mean metrics of one test set under one protocol, with the per-image values.
+
+    ``names[i]`` and ``scenes[i]`` are the item name and scene of the image scored in ``per_image[metric][i]``;
+    the scene is the dataset's ``scene(index)`` (images of one scene share content), the name itself for a
+    dataset without one.
+    """
 
     dataset: str
     protocol: str
@@ -265,10 +270,11 @@ class SetResult:
     per_image: dict[str, list[float]]
     names: list[str]
     synthetic: bool
+    scenes: list[str]
 
     def summary(self) -> dict:
         out = asdict(self)
-        del out["per_image"], out["names"]
+        del out["per_image"], out["names"], out["scenes"]
         return out
 
 
@@ -348,8 +354,10 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
                                 (Path(save_dir) / folder).mkdir(parents=True, exist_ok=True)  # write_image does not
                                 write_image(Path(save_dir) / folder / stem, img.clamp(0, 1))
         synthetic = bool(getattr(datasets[set_name], "synthetic", False))
+        scene = getattr(datasets[set_name], "scene", None)  # items are read in index order 0, 1, ...
+        scenes = [scene(i) for i in range(len(names))] if scene is not None else list(names)
         for p in protocols:
             means = {k: float(torch.tensor(v, dtype=torch.float64).mean()) for k, v in per[p.name].items()}
             results.append(SetResult(set_name, p.name, p.describe(), len(names), means, per[p.name], names,
-                                     synthetic))
+                                     synthetic, scenes))
     return results

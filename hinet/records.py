@@ -440,8 +440,8 @@ def _typed(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------- per-image results
 IMAGE_COLUMNS: tuple[str, ...] = ("run_id", "family", "variant", "seed", "dataset", "split", "protocol", "metric",
-                                  "step", "image", "value", "config_hash", "git_commit", "synthetic", "recipe",
-                                  "time")
+                                  "step", "image", "scene", "value", "config_hash", "git_commit", "synthetic",
+                                  "recipe", "time")
 IMAGE_DIR = "per_image"
 
 
@@ -458,12 +458,15 @@ def image_file(root: str | Path, run_id: str, step: int | None) -> Path:
 
 
 def write_image_metrics(root: str | Path, common: Mapping[str, Any], step: int | None,
-                        rows: Iterable[tuple[str, str, str, str, str, float]]) -> Path:
+                        rows: Iterable[tuple]) -> Path:
     """Write one validation's (or evaluation's) per-image metrics of one run as a Parquet file.
 
     ``common`` holds run_id, family, variant, seed, config_hash, git_commit, synthetic, recipe;
-    ``rows`` are ``(dataset, split, protocol, metric, image, value)``. The file is one (run, step) and is
-    replaced whole and atomically, so a repeated validation of the same step supersedes the earlier one.
+    ``rows`` are ``(dataset, split, protocol, metric, image, scene, value)``, the scene being the group of
+    images sharing content that the image belongs to (``hinet.evaluate.SetResult.scenes``); a row
+    ``(dataset, split, protocol, metric, image, value)`` without one is its own scene (scene = image). The
+    file is one (run, step) and is replaced whole and atomically, so a repeated validation of the same step
+    supersedes the earlier one.
     Columnar and dictionary-encoded: 1280 SIDD blocks x 2 protocols x 2 metrics is about 30 KB.
     """
     import pandas as pd
@@ -472,7 +475,8 @@ def write_image_metrics(root: str | Path, common: Mapping[str, Any], step: int |
 
     from hinet.atomic import replacing
 
-    frame = pd.DataFrame(list(rows), columns=["dataset", "split", "protocol", "metric", "image", "value"])
+    rows = [(*r[:5], r[4], r[5]) if len(r) == 6 else tuple(r) for r in rows]  # no scene: the image's own
+    frame = pd.DataFrame(rows, columns=["dataset", "split", "protocol", "metric", "image", "scene", "value"])
     if frame.empty:
         raise ValueError(f"write_image_metrics: no per-image values for run {common.get('run_id')!r}")
     values = frame["value"].astype("float64")
@@ -494,7 +498,8 @@ def write_image_metrics(root: str | Path, common: Mapping[str, Any], step: int |
 
 def read_image_metrics(paths_or_dirs: str | Path | Iterable[str | Path]) -> pd.DataFrame:
     """Every per-image result under the given folders (``*.parquet``, recursively) as one DataFrame with
-    columns :data:`IMAGE_COLUMNS`; superseded rows dropped as in :func:`latest` (identity + image)."""
+    columns :data:`IMAGE_COLUMNS`; superseded rows dropped as in :func:`latest` (identity + image). Files
+    written before the ``scene`` column existed read with scene = image (every image its own scene)."""
     import pandas as pd
     import pyarrow.parquet as pq
 
@@ -505,7 +510,10 @@ def read_image_metrics(paths_or_dirs: str | Path | Iterable[str | Path]) -> pd.D
             frames.append(pq.read_table(f).to_pandas())
         except Exception as err:  # pyarrow raises its own types for torn or foreign files
             raise ValueError(f"{f}: not a readable per-image results file: {err}") from None
-        missing = set(IMAGE_COLUMNS) - set(frames[-1].columns)
+        frame = frames[-1]
+        if "scene" not in frame.columns and "image" in frame.columns:  # written before scenes were recorded
+            frame["scene"] = frame["image"]
+        missing = set(IMAGE_COLUMNS) - set(frame.columns)
         if missing:
             raise ValueError(f"{f}: not a per-image results file: lacks the column(s) {sorted(missing)}")
     df = pd.concat(frames, ignore_index=True)

@@ -396,8 +396,8 @@ class Recorder:
             for metric, value in res.metrics.items():
                 rows.append(rec.Record(**common, dataset=res.dataset, split="val", protocol=protocol,
                                        metric=metric, value=float(value), step=step, time=now))
-                image_rows += [(res.dataset, "val", protocol, metric, name, v)
-                               for name, v in zip(res.names, res.per_image[metric])]
+                image_rows += [(res.dataset, "val", protocol, metric, name, scene, v)
+                               for name, scene, v in zip(res.names, res.scenes, res.per_image[metric])]
         for common, image_rows in per_image.values():
             rec.write_image_metrics(rec.image_store(self.path), common, step, image_rows)
         self._append(rows)  # after the per-image files: a set mean is never recorded without its images

@@ -96,6 +96,7 @@ def test_gopro_flat_and_tree(tmp_path: Path) -> None:
     blur, sharp, name = ds[1]
     torch.testing.assert_close(blur, written[name][0])
     torch.testing.assert_close(sharp, written[name][1])
+    assert [ds.scene(i) for i in range(2)] == ["GOPR0384_11_00", "GOPR0410_11_00"]  # the video sequence
 
     tree = tmp_path / "GOPRO_Large"
     for scene, seed in (("GOPR0881_11_01", 10), ("GOPR0372_07_00", 20)):
@@ -112,6 +113,7 @@ def test_gopro_flat_and_tree(tmp_path: Path) -> None:
         "GOPR0881_11_01/000047",
         "GOPR0881_11_01/000048",
     ]
+    assert [ds.scene(i) for i in range(len(ds))] == ["GOPR0372_07_00"] * 2 + ["GOPR0881_11_01"] * 2
     blur, sharp, _ = ds[3]  # blur/ is read, not blur_gamma/
     torch.testing.assert_close(blur, rand_img(10 + 0 + 48))
     torch.testing.assert_close(sharp, rand_img(10 + 2 + 48))
@@ -129,6 +131,11 @@ def test_hide_and_rain13k(tmp_path: Path) -> None:
     write_pairs(tmp_path / "HIDE" / "test", ["b", "a", "c"])
     hide = HIDE(tmp_path / "HIDE")
     assert hide.name == "HIDE" and [hide[i][2] for i in range(3)] == ["a", "b", "c"]
+    assert [hide.scene(i) for i in range(3)] == ["a", "b", "c"]  # no frame number: each image its own scene
+    write_pairs(tmp_path / "HIDE2" / "test", ["seqA_0001", "seqA_0002", "GOPR0862_11_00-000007", "seq-b-12"])
+    hide = HIDE(tmp_path / "HIDE2")
+    assert {hide[i][2]: hide.scene(i) for i in range(4)} == {
+        "GOPR0862_11_00-000007": "GOPR0862_11_00", "seq-b-12": "seq-b", "seqA_0001": "seqA", "seqA_0002": "seqA"}
     with pytest.raises(DatasetNotFoundError, match="https://github.com/joanshen0508/HA_deblur"):
         HIDE(tmp_path)
 
@@ -137,6 +144,7 @@ def test_hide_and_rain13k(tmp_path: Path) -> None:
     write_pairs(rain / "train", ["1", "2", "3"])
     ds = Rain13k(rain, "Rain100H")
     assert ds.name == "Rain100H" and [ds[i][2] for i in range(2)] == ["norain-10", "norain-2"]
+    assert [ds.scene(i) for i in range(2)] == ["norain-10", "norain-2"]  # every Rain13k image its own scene
     rainy, clean, name = ds[0]
     torch.testing.assert_close(clean, written[name][1])  # PNG target exact; JPEG input decoded
     assert rainy.shape == clean.shape

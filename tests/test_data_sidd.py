@@ -63,6 +63,7 @@ def test_validation_blocks(tmp_path: Path, val_arrays, version: str) -> None:
     assert (len(ds), ds.name, ds.synthetic, ds.root) == (IMAGES * BLOCKS, "SIDD-val", False, tmp_path)
     names = [ds[k][2] for k in range(len(ds))]
     assert names == [f"ValidationBlocksSrgb_{k}" for k in range(IMAGES * BLOCKS)]
+    assert [ds.scene(k) for k in range(len(ds))] == ["0000"] * BLOCKS + ["0001"] * BLOCKS  # the source image
     x, y, _ = ds[4]  # k = 4 -> image 1, block 1
     assert x.dtype == torch.float32 and x.shape == (3, 256, 256)
     torch.testing.assert_close(x, torch.from_numpy(noisy[1, 1]).permute(2, 0, 1).float() / 255)
@@ -116,6 +117,9 @@ def test_benchmark_and_submission(tmp_path: Path) -> None:
     ds = SIDDBenchmark(tmp_path)
     x, clean, name = ds[5]
     assert clean is None and name == "BenchmarkBlocksSrgb_5"
+    assert ds.scene(5) == "0001" and ds.scene(2) == "0000"  # 3 blocks per image: block 5 is image 1's
+    with pytest.raises(IndexError):
+        ds.scene(len(ds))
     torch.testing.assert_close(x, torch.from_numpy(noisy[1, 2]).permute(2, 0, 1).float() / 255)
 
     out = write_sidd_submission(tmp_path / "SubmitSrgb.mat", noisy, time_mp=0.5)

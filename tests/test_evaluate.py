@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from hinet import metrics
-from hinet.data import SIDDBenchmark, read_image, synthetic_test_sets
+from hinet.data import SIDDBenchmark, SIDDValidation, read_image, synthetic_test_sets
 from hinet.evaluate import PROTOCOLS, evaluate, grid_origins, predict, predict_tiled, score
 
 
@@ -210,6 +210,26 @@ def test_evaluate_scores_like_predict_and_score(tmp_path) -> None:
         assert r.metrics["psnr"] == pytest.approx(float(expected["psnr"].mean()), abs=1e-9)
         assert r.metrics["ssim"] == pytest.approx(float(expected["ssim"].mean()), abs=1e-9)
         assert r.names == [sets["GoPro (synthetic)"][i][2] for i in range(2)]
+        assert r.scenes == [sets["GoPro (synthetic)"].scene(i) for i in range(2)]
+
+
+def test_evaluate_collects_each_datasets_scenes_and_falls_back_to_the_names(tmp_path) -> None:
+    blocks = np.random.default_rng(0).integers(0, 256, (2, 2, 256, 256, 3), dtype=np.uint8)
+    for key in ("ValidationNoisyBlocksSrgb", "ValidationGtBlocksSrgb"):
+        scipy.io.savemat(tmp_path / f"{key}.mat", {key: blocks})
+
+    class NoScenes(torch.utils.data.Dataset):  # a dataset without .scene(): every image its own scene
+        def __len__(self) -> int:
+            return 2
+
+        def __getitem__(self, i: int):
+            x = torch.full((3, 8, 8), 0.1 * (i + 1))
+            return x, x, f"img{i}"
+
+    sets = {"SIDD": SIDDValidation(tmp_path), "plain": NoScenes()}
+    results = evaluate(identity, sets, [PROTOCOLS["denoise"]["clamped"]], limit=3, progress=False)
+    assert [r.scenes for r in results] == [["0000", "0000", "0001"], ["img0", "img1"]]
+    assert "scenes" not in results[0].summary()
 
 
 def test_evaluate_rejects_mixed_inference_modes() -> None:

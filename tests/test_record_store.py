@@ -105,6 +105,32 @@ def test_per_image_results_round_trip_and_a_rewrite_replaces_the_step(tmp_path):
     assert not list(root.rglob("*.tmp*"))
 
 
+def test_per_image_scene_column_and_files_without_it_read_as_scene_equals_image(tmp_path):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hinet.records import IMAGE_COLUMNS
+
+    assert IMAGE_COLUMNS[IMAGE_COLUMNS.index("image") + 1] == "scene"
+    common = {k: BASE[k] for k in ("run_id", "family", "variant", "seed", "config_hash", "git_commit", "synthetic",
+                                   "recipe")}
+    rows = [("SIDD", "val", "p", "psnr", f"blk{i}", f"{i // 2:04d}", float(i)) for i in range(4)]
+    write_image_metrics(tmp_path / "new", common, 1, rows)
+    write_image_metrics(tmp_path / "new", common, 2, [r[:5] + r[6:] for r in rows])  # no scene given
+    df = read_image_metrics(tmp_path / "new").sort_values(["step", "value"])
+    assert df["scene"].tolist() == ["0000", "0000", "0001", "0001", "blk0", "blk1", "blk2", "blk3"]
+
+    old = df[df["step"] == 1].drop(columns=["scene"]).copy()  # a file written before the scene column
+    old["time"] = old["time"].map(lambda t: t.isoformat())
+    path = tmp_path / "old" / "r1" / "step-00000001.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pandas(pd.DataFrame(old), preserve_index=False), path)
+    back = read_image_metrics(tmp_path / "old")
+    assert list(back.columns) == list(IMAGE_COLUMNS)
+    assert back["scene"].tolist() == back["image"].tolist() == ["blk0", "blk1", "blk2", "blk3"]
+
+
 def test_per_image_non_finite_values_are_refused(tmp_path):
     common = {k: BASE[k] for k in ("run_id", "family", "variant", "seed", "config_hash", "git_commit", "synthetic",
                                    "recipe")}

@@ -196,6 +196,11 @@ def test_trains_on_each_real_layout(tmp_path, recipe):
     assert sorted({key.split("/")[0] for key in metrics}) == sorted(expected)
     records = (tmp_path / "r" / "records.jsonl").read_text()
     assert '"synthetic":false' in records.replace(" ", "") and '"recipe":"proxy"' in records.replace(" ", "")
+    from hinet.records import read_image_metrics
+
+    images = read_image_metrics(tmp_path / "r" / "per_image")  # every per-image row names its scene
+    scenes = {"sidd-proxy": {"0000"}, "gopro-proxy": {"c"}, "rain13k-proxy": {"x"}}[recipe]  # 2 blocks of image 0
+    assert set(images["scene"]) == scenes and images["scene"].notna().all()
 
 
 def test_invalid_overrides_are_clear_errors(tmp_path):

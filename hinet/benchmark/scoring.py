@@ -108,7 +108,7 @@ def evaluate_protocols(method: Method, datasets: dict[str, Dataset], protocols: 
 
 def to_rows(results: Sequence[SetResult], datasets: Mapping[str, Dataset]) -> list[Row]:
     return [Row(r.dataset, r.protocol, r.description, r.count, len(datasets[r.dataset]), dict(r.metrics),
-                r.synthetic, r.per_image) for r in results]
+                r.synthetic, r.per_image, scenes=list(r.scenes)) for r in results]
 
 
 def average_rows(rows: Sequence[Row], name: str) -> list[Row]:

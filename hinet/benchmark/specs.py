@@ -61,6 +61,7 @@ class Row:
     metrics: dict[str, float]
     synthetic: bool
     per_image: dict[str, list[float]] | None = None  # None for aggregate rows
+    scenes: list[str] | None = None  # scene of each per-image value (hinet.evaluate.SetResult.scenes)
     derived: str | None = None  # how an aggregate row was formed
 
 

@@ -9,18 +9,26 @@ Two on-disk layouts of GoPro are read:
 
 HIDE is read in MPRNet's flat layout ``<root>/test/{input,target}/`` (HIDE is a test-only set for models trained
 on GoPro). Items are ``(blurry, sharp, name)``, float32 (3, H, W) RGB in [0, 1], sorted by name.
+
+Scenes (``.scene(index)``): the video sequence a frame comes from, since frames of one sequence share content.
+In the tree layout it is the sequence folder (``<scene>/<stem>`` -> ``<scene>``); in the flat layouts (GoPro and
+HIDE) it is :func:`sequence_of` the file stem: the stem without its trailing frame number, i.e. without the last
+``-`` or ``_`` and the digits after it (``GOPR0384_11_00-000001`` -> ``GOPR0384_11_00``), or the stem itself
+when it does not end in ``-<digits>`` / ``_<digits>`` (each such image its own scene). No naming of HIDE's
+files is documented in this project's reference notes, so HIDE uses the same rule.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
 from .io import DatasetError, DatasetNotFoundError
 from .paired import Pair, PairedFiles, pair_folders
 
-__all__ = ["GOPRO_LAYOUT", "GOPRO_URL", "HIDE_LAYOUT", "HIDE_URL", "GoPro", "HIDE", "gopro_layout"]
+__all__ = ["GOPRO_LAYOUT", "GOPRO_URL", "HIDE_LAYOUT", "HIDE_URL", "GoPro", "HIDE", "gopro_layout", "sequence_of"]
 
 GOPRO_URL = "https://seungjunnah.github.io/Datasets/gopro"
 HIDE_URL = "https://github.com/joanshen0508/HA_deblur"
@@ -31,6 +39,14 @@ GOPRO_LAYOUT = (
 HIDE_LAYOUT = "  <root>/test/input/*.png + <root>/test/target/*.png   (MPRNet's flat HIDE test set)"
 
 Split = Literal["train", "test"]
+_FRAME_SUFFIX = re.compile(r"^(?P<sequence>.+)[-_]\d+$")
+
+
+def sequence_of(stem: str) -> str:
+    """The video sequence of a flat-layout file stem: the stem without its trailing ``-<digits>`` or
+    ``_<digits>`` frame number (``GOPR0384_11_00-000001`` -> ``GOPR0384_11_00``); the stem itself otherwise."""
+    match = _FRAME_SUFFIX.match(stem)
+    return match["sequence"] if match else stem
 
 
 def gopro_layout(root: str | os.PathLike[str], split: str) -> Literal["flat", "tree"] | None:
@@ -75,6 +91,10 @@ class GoPro(PairedFiles):
         self.layout = layout
         super().__init__(pairs, name=f"GoPro-{split}", root=root)
 
+    def scene_of(self, name: str) -> str:
+        """The video sequence: the folder (tree layout) or :func:`sequence_of` the stem (flat layout)."""
+        return name.split("/", 1)[0] if self.layout == "tree" else sequence_of(name)
+
 
 class HIDE(PairedFiles):
     """HIDE test pairs (2025 in the standard set) in MPRNet's flat layout ``<root>/test/{input,target}``."""
@@ -84,3 +104,7 @@ class HIDE(PairedFiles):
         if not ((root / "test" / "input").is_dir() and (root / "test" / "target").is_dir()):
             raise DatasetNotFoundError.for_dataset("HIDE test set", f"under {root}", HIDE_LAYOUT, HIDE_URL)
         super().__init__(pair_folders(root / "test" / "input", root / "test" / "target"), name="HIDE", root=root)
+
+    def scene_of(self, name: str) -> str:
+        """The video sequence: :func:`sequence_of` the file stem (see the module docstring)."""
+        return sequence_of(name)

@@ -89,6 +89,10 @@ class PairedFiles(Dataset):
         root: the dataset root folder.
         pairs: the sorted :class:`Pair` list.
         synthetic: always False (the data come from disk).
+
+    :meth:`scene` is the group of images that share content (a video sequence, a source photograph) that an
+    item belongs to: :meth:`scene_of` of its name, which a reader overrides with its one rule (the default:
+    every item is its own scene).
     """
 
     synthetic = False
@@ -114,6 +118,14 @@ class PairedFiles(Dataset):
                 f"{pair.clean} is {_hw(clean.shape)}"
             )
         return degraded, clean, pair.name
+
+    def scene_of(self, name: str) -> str:
+        """The scene of the item called ``name``; here the name itself (every image its own scene)."""
+        return name
+
+    def scene(self, index: int) -> str:
+        """The scene of item ``index`` (see :meth:`scene_of`)."""
+        return self.scene_of(self.pairs[index].name)
 
     def verify(self, decode: str = "header", progress: bool = False) -> None:
         """Check every pair's files (see :func:`hinet.data.verify.verify_pairs`; default: sizes from the headers

@@ -3,6 +3,7 @@
 ``<root>/train/{input,target}/`` (13,712 pairs) and ``<root>/test/<set>/{input,target}/`` for the five test
 sets in :data:`RAIN13K_TEST_SETS`. Input and target files are paired by stem, so ``1.jpg`` pairs with ``1.png``.
 Items are ``(rainy, clean, name)``, float32 (3, H, W) RGB in [0, 1], name = the file stem, sorted.
+Every test image is its own scene: ``.scene(index)`` is the item name.
 Images are not all the same size and some are smaller than 256 px (training pads them, see ``patches``).
 """
 

@@ -182,11 +182,20 @@ def _require_file(root: Path, filename: str, title: str, layout: str) -> Path:
     return path
 
 
+def _block_scene(index: int, blocks: int, count: int, title: str) -> str:
+    """Scene of block ``index``: its source image ``index // blocks`` as 4 digits (``"0007"`` for image 7);
+    the 32 blocks of one image share its content, so they are one scene."""
+    if not 0 <= index < count:
+        raise IndexError(f"{title} index {index} out of range [0, {count})")
+    return f"{index // blocks:04d}"
+
+
 class SIDDValidation(Dataset):
     """SIDD sRGB validation blocks: 40 images x 32 blocks = 1280 items of 256x256.
 
     Items ``(noisy, gt, name)``: float32 (3, 256, 256) RGB in [0, 1]; name ``ValidationBlocksSrgb_{k}`` with
-    ``k = image * blocks + block`` (the naming of HINet's val lmdb). Keys, shapes and dtypes are checked from the
+    ``k = image * blocks + block`` (the naming of HINet's val lmdb); :meth:`scene` is the image, ``"0007"``
+    for image 7 (its blocks share content). Keys, shapes and dtypes are checked from the
     file headers at construction; the pixel arrays (about 250 MB per file) are loaded once, on first access
     (call :meth:`load` before forking DataLoader workers to share them).
     """
@@ -227,13 +236,18 @@ class SIDDValidation(Dataset):
         name = f"ValidationBlocksSrgb_{index}"
         return _block_to_tensor(noisy[image, block]), _block_to_tensor(gt[image, block]), name
 
+    def scene(self, index: int) -> str:
+        """The source image of block ``index`` (``"0007"`` for image 7, blocks ``7 * blocks`` onwards)."""
+        return _block_scene(index, self.blocks, len(self), "SIDD validation")
+
 
 class SIDDBenchmark(Dataset):
     """SIDD sRGB benchmark blocks (no public ground truth): 1280 items of 256x256.
 
     Items ``(noisy, None, name)``: ``clean`` is **None**, so the default DataLoader collate cannot batch them;
     iterate the dataset directly or pass ``collate_fn=list``. Name ``BenchmarkBlocksSrgb_{k}``,
-    ``k = image * blocks + block``. Write results with :func:`write_sidd_submission`.
+    ``k = image * blocks + block``; :meth:`scene` is the image, as for :class:`SIDDValidation`.
+    Write results with :func:`write_sidd_submission`.
     """
 
     synthetic = False
@@ -262,6 +276,10 @@ class SIDDBenchmark(Dataset):
             raise IndexError(f"SIDD benchmark index {index} out of range [0, {len(self)})")
         image, block = divmod(index, self.blocks)
         return _block_to_tensor(self._noisy[image, block]), None, f"BenchmarkBlocksSrgb_{index}"
+
+    def scene(self, index: int) -> str:
+        """The source image of block ``index`` (``"0007"`` for image 7)."""
+        return _block_scene(index, self.blocks, len(self), "SIDD benchmark")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -242,6 +242,12 @@ class SyntheticPairs(Dataset):
         info = {"source": source, "top": top, "left": left, "size": self.size, **params}
         return degraded, clean, info
 
+    def scene(self, index: int) -> str:
+        """The source photograph of item ``index`` (crops of one photograph share content)."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"{self.name} index {index} out of range [0, {self.count})")
+        return self.sources[index % len(self.sources)]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         degraded, clean, info = self._make(index)
 
