@@ -47,8 +47,10 @@ def tables(results: Path) -> dict[str, bytes]:
 def test_fresh_clone_with_committed_records_then_ablate_twice(tmp_path):
     results = tmp_path / "results"
     (results / "records").mkdir(parents=True)
-    if COMMITTED.exists():  # a clone holds the committed records of the same run ids
+    if COMMITTED.exists():  # a clone holds the committed records of the same run ids, with their per-image files
         shutil.copy(COMMITTED, results / "records" / "components.jsonl")
+        for run in (COMMITTED.parent / "per_image").glob("components-*"):
+            shutil.copytree(run, results / "records" / "per_image" / run.name)
     first = ablate(results)
     assert first.returncode == 0, first.stdout + first.stderr
     before = (results / "records" / "components.jsonl").read_bytes()

@@ -44,7 +44,8 @@ def check_per_image(records: pd.DataFrame, root: Path | None, source: str | Path
     ``<run>/step-<step>.parquet`` under ``root``, with rows, every row of that run, step and config hash, no image
     twice per (dataset, split, protocol, metric), and per set the mean of its values equal to the recorded
     set mean (the same images, none missing or added). A file in a validated run's folder that no validation
-    names is refused too (a copy would be read as more images). Without any per-image file a warning names
+    names is refused too (a copy would be read as more images), unless it belongs to an earlier configuration of
+    the run, whose rows the reader drops like superseded records. Without any per-image file a warning names
     the families whose verdict tables are therefore not written.
     """
     expected = validated(records)
@@ -63,19 +64,31 @@ def check_per_image(records: pd.DataFrame, root: Path | None, source: str | Path
     wanted = {(run, image_file(".", run, int(step)).name): (run, int(step))
               for run, step in expected[["run_id", "step"]].drop_duplicates().itertuples(index=False)}
     runs = set(expected["run_id"])
+    current = expected.groupby("run_id")["config_hash"].last()
     for (run, name), paths in found.items():
-        if run in runs and (run, name) not in wanted:
+        if run in runs and (run, name) not in wanted and not _superseded(paths[0], current[run]):
             raise PerImageMismatch(f"{paths[0]}: a per-image file of run {run!r} that no validation in {source} "
                                    f"names (a copy, or left by a validation killed before its records: resume "
                                    f"the run or remove the file), so its images would count as another step")
         if run in runs and len(paths) > 1:
             raise PerImageMismatch(f"run {run!r}: two per-image files of one validation, {paths[0]} and {paths[1]}; "
                                    f"keep the one that belongs with {source}")
-    current = expected.groupby("run_id")["config_hash"].last()
     for key, (run, step) in wanted.items():
         path = found.get(key, [image_file(root, run, step)])[0]
         _check_file(path, run, step, current[run], expected[(expected["run_id"] == run) & (expected["step"] == step)],
                     source)
+
+
+def _superseded(path: Path, config_hash: str) -> bool:
+    """Whether a per-image file belongs to an earlier configuration of its run (the reader keeps only the
+    rows of a run's current configuration, as for records: e.g. committed results of an older recipe)."""
+    import pyarrow.parquet as pq
+
+    try:
+        hashes = set(pq.read_table(path, columns=["config_hash"]).column("config_hash").to_pylist())
+    except Exception:  # unreadable or foreign: not a superseded file of ours
+        return False
+    return bool(hashes) and config_hash not in hashes
 
 
 def _check_file(path: Path, run: str, step: int, config_hash: str, means: pd.DataFrame, source: str | Path) -> None:
