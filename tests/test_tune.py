@@ -277,3 +277,12 @@ def test_workers_get_their_own_gpu_slot_and_seed(tmp_path):
     assert len(trials) == 2 and {t.user_attrs["devices"] for t in trials} == {"0", "1"}
     assert len({t.user_attrs["worker"] for t in trials}) == 2  # two processes
     assert (tmp_path / "results" / "tables" / "optuna_g.csv").is_file()
+
+
+def test_the_objective_leaves_the_natural_photographs_out():
+    from hinet.tasks import NATURAL_PHOTOS_SET
+    from hinet.tune import validation_psnr
+
+    metrics = {"SIDD (synthetic)/denoise/clamped/psnr": 30.0, f"{NATURAL_PHOTOS_SET}/denoise/clamped/psnr": 20.0,
+               "SIDD (synthetic)/denoise/clamped/ssim": 0.9}
+    assert validation_psnr(metrics, "denoise/clamped") == 30.0
