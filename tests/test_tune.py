@@ -40,15 +40,18 @@ def val_steps(records: Path, run_id: str) -> list[int]:
     """Every validation the trainer recorded for the run (all versions: a repeated step counts twice)."""
     df = read_records(records, all_versions=True)
     df = df[(df["run_id"] == run_id) & (df["split"] == "val") & (df["protocol"] == "denoise/clamped")
-            & (df["metric"] == "psnr")]
+            & (df["metric"] == "psnr") & (df["dataset"] == "SIDD (synthetic)")]  # one row per validation
     return df["step"].tolist()
 
 
 def recorded_psnr(records: Path, run_id: str, step: int) -> float:
-    """Mean denoise/clamped PSNR over the validation sets, as recorded by the trainer at ``step``."""
+    """Mean denoise/clamped PSNR over the validation sets but the natural photographs, as recorded by the
+    trainer at ``step`` (what the objective maximises)."""
+    from hinet.tasks import NATURAL_PHOTOS_SET
+
     df = read_records(records)
     df = df[(df["run_id"] == run_id) & (df["split"] == "val") & (df["protocol"] == "denoise/clamped")
-            & (df["metric"] == "psnr") & (df["step"] == step)]
+            & (df["metric"] == "psnr") & (df["step"] == step) & (df["dataset"] != NATURAL_PHOTOS_SET)]
     assert len(df) >= 1
     return float(df["value"].mean())
 
