@@ -18,7 +18,7 @@ exact sample of the stationary model inside the frame (not a truncated stack wit
 
 Rendering is vectorised: all leaves are expanded at once into their rows and each row into its run of pixels
 inside the disc (ragged arrays), and the front-most leaf of each pixel wins (``np.minimum.at`` on leaf order).
-Later batches of leaves only fill pixels still uncovered.
+Later batches of leaves only fill pixels still uncovered, and skip leaves whose bounding box holds none.
 
 References (the model and its use as a training prior; this code is written for this project):
 
@@ -108,6 +108,9 @@ class DeadLeaves:
             if not uncovered.any():
                 break
             y, x, r = self._leaves(rng, size, rmax, area=4.0 * size * size)
+            if len(rad):  # a leaf whose bounding box holds no uncovered pixel is hidden: skip it
+                seen = _reaches(uncovered.reshape(size, size), y, x, r)
+                y, x, r = y[seen], x[seen], r[seen]
             first = len(rad)
             cy, cx, rad = np.concatenate([cy, y]), np.concatenate([cx, x]), np.concatenate([rad, r])
             batch = np.full(size * size, np.iinfo(np.int64).max, dtype=np.int64)
@@ -150,6 +153,17 @@ def _mean_r2(rmin: float, rmax: float, alpha: float) -> float:
     r = np.geomspace(rmin, rmax, 512)
     w = r ** (1.0 - alpha)  # density x r (log-spaced grid: dr proportional to r)
     return float((w * r * r).sum() / w.sum())
+
+
+def _reaches(uncovered: np.ndarray, y: np.ndarray, x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Which leaves' bounding boxes hold an uncovered pixel, from the summed-area table of ``uncovered``
+    (size, size) bool; (n,) bool."""
+    size = uncovered.shape[0]
+    table = np.zeros((size + 1, size + 1), dtype=np.int64)
+    table[1:, 1:] = uncovered.cumsum(0).cumsum(1)
+    t, b = np.clip(np.ceil(y - r), 0, size).astype(np.int64), np.clip(np.floor(y + r) + 1, 0, size).astype(np.int64)
+    lo, hi = np.clip(np.ceil(x - r), 0, size).astype(np.int64), np.clip(np.floor(x + r) + 1, 0, size).astype(np.int64)
+    return table[b, hi] - table[t, hi] - table[b, lo] + table[t, lo] > 0
 
 
 def _ragged(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
