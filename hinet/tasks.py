@@ -30,7 +30,8 @@ class Task:
         test_keys: locate keys of the required test sets (``hinet.data.locate.open_test_sets`` opens them).
         optional_keys: locate keys of test sets opened only when present (HIDE for deblurring).
         protocols: default scoring protocols, the one of the paper's numbers first.
-        synthetic_sets: names of the synthetic stand-ins of the test sets.
+        synthetic_sets: names of the synthetic test sets: the stand-ins of the task's test sets (dead-leaves
+            scenes), then :data:`NATURAL_PHOTOS_SET` (the same degradations on natural photographs).
     """
 
     name: str
@@ -44,14 +45,17 @@ class Task:
 
 
 RAIN13K_TEST_SETS: tuple[str, ...] = ("Test100", "Rain100H", "Rain100L", "Test2800", "Test1200")
+# The synthetic test set of every task whose clean images are crops of held-out photographs (hinet.data.synthetic)
+NATURAL_PHOTOS_SET = "natural photographs (synthetic)"
 
 TASKS: dict[str, Task] = {
     t.name: t for t in (
         Task("denoise", "sidd", "SIDD", "sidd-medium", ("sidd-val",), (), ("official", "clamped"),
-             ("SIDD (synthetic)",)),
-        Task("deblur", "gopro", "GoPro", "gopro", ("gopro",), ("hide",), ("official",), ("GoPro (synthetic)",)),
+             ("SIDD (synthetic)", NATURAL_PHOTOS_SET)),
+        Task("deblur", "gopro", "GoPro", "gopro", ("gopro",), ("hide",), ("official",),
+             ("GoPro (synthetic)", NATURAL_PHOTOS_SET)),
         Task("derain", "rain13k", "Rain13k", "rain13k", ("rain13k",), (), ("official",),
-             tuple(f"{s} (synthetic)" for s in RAIN13K_TEST_SETS)),
+             (*(f"{s} (synthetic)" for s in RAIN13K_TEST_SETS), NATURAL_PHOTOS_SET)),
     )
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)

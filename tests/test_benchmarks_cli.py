@@ -28,6 +28,7 @@ from hinet.data.io import to_uint8
 from hinet.evaluate import PROTOCOLS, evaluate
 from hinet.metrics import psnr, ssim
 from hinet.records import read_records
+from hinet.tasks import NATURAL_PHOTOS_SET
 
 RAIN_SETS = ("Test100", "Rain100H", "Rain100L", "Test2800", "Test1200")
 REPO = Path(__file__).resolve().parents[1]
@@ -117,7 +118,8 @@ def test_sidd_synthetic_says_synthetic_everywhere(tmp_path, capsys) -> None:
     summary = json.loads(js.read_text())
     assert summary["synthetic"] is True and "synthetic" in summary["note"]
     assert summary["method"] == "degraded input" and summary["weights"] == []
-    assert [r["protocol"] for r in summary["results"]] == ["denoise/official", "denoise/clamped"]
+    assert [(r["dataset"], r["protocol"]) for r in summary["results"]] == [
+        (d, p) for d in ("SIDD (synthetic)", NATURAL_PHOTOS_SET) for p in ("denoise/official", "denoise/clamped")]
     for r in summary["results"]:
         assert r["synthetic"] is True and "synthetic" in r["dataset"] and "published" not in r
         assert r["count"] == 2 and 10 < r["metrics"]["psnr"] < 60
@@ -130,6 +132,17 @@ def test_sidd_synthetic_says_synthetic_everywhere(tmp_path, capsys) -> None:
     assert set(records["synthetic"]) == {True} and set(records["family"]) == {"checkpoint_eval"}
     assert set(records["recipe"]) == {"eval-subset"}  # --limit 2 of 8
     assert set(records["metric"]) == {"psnr", "ssim"}
+
+
+def test_rain13k_synthetic_average_is_over_the_five_stand_ins_only(tmp_path, capsys) -> None:
+    js = tmp_path / "r.json"
+    code, _, _ = _run(rain13k, ["--synthetic-size", "32", "--synthetic-count", "1", "--json", str(js)], capsys)
+    assert code == 0
+    results = json.loads(js.read_text())["results"]
+    assert [r["dataset"] for r in results] == [*(f"{s} (synthetic)" for s in RAIN_SETS), NATURAL_PHOTOS_SET,
+                                               "Average (synthetic)"]
+    mean = sum(r["metrics"]["psnr"] for r in results[:5]) / 5  # the natural photographs are not in it
+    assert results[-1]["metrics"]["psnr"] == pytest.approx(mean, abs=1e-12) and results[-1]["count"] == 5
 
 
 def test_module_entry_point_runs_as_a_subprocess(tmp_path) -> None:

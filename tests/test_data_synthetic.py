@@ -1,4 +1,5 @@
-"""SYNTHETIC default data: determinism, held-out photographs, degradation properties, test-set stand-ins."""
+"""SYNTHETIC default data: determinism, dead-leaves scenes, held-out photographs, degradation properties,
+test-set stand-ins (the dead-leaves generator itself: tests/test_data_deadleaves.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 import torch
 
 from hinet.data import RAIN13K_TEST_SETS, SyntheticPairs, synthetic_test_sets
+from hinet.data.deadleaves import dead_leaves, scene_id
 from hinet.data.synthetic import TEST_PHOTOS, TRAIN_PHOTOS, _photo, camera_shake_kernel
+from hinet.tasks import NATURAL_PHOTOS_SET
 
 TASKS = ("denoise", "deblur", "derain")
 
@@ -21,7 +24,8 @@ def test_items_deterministic_and_labelled(task: str) -> None:
     for i in range(4):
         (da, ca, na), (db, cb, nb) = a[i], b[i]
         assert torch.equal(da, db) and torch.equal(ca, cb) and na == nb
-        assert na.startswith(f"synthetic-{task}-train-{i:04d}-")
+        assert na == f"synthetic-{task}-train-{i:04d}-deadleaves" and a.scene(i) == scene_id(7, "train", i)
+        torch.testing.assert_close(ca, torch.from_numpy(dead_leaves(7, "train", i, 48)).permute(2, 0, 1))
         assert da.dtype == torch.float32 and da.shape == ca.shape == (3, 48, 48)
         assert 0 <= float(da.min()) and float(da.max()) <= 1
         assert not torch.equal(da, ca)  # degraded differs from clean
@@ -32,10 +36,12 @@ def test_items_deterministic_and_labelled(task: str) -> None:
 
 def test_train_and_test_photos_are_disjoint() -> None:
     assert not set(TRAIN_PHOTOS) & set(TEST_PHOTOS)
-    train = SyntheticPairs("denoise", "train", size=64, count=10)
-    test = SyntheticPairs("denoise", "test", size=64, count=6)
+    train = SyntheticPairs("denoise", "train", size=64, count=10, source="photos")
+    test = SyntheticPairs("denoise", "test", size=64, count=6, source="photos")
     assert {train.describe(i)["source"] for i in range(10)} == set(TRAIN_PHOTOS)
     assert {test.describe(i)["source"] for i in range(6)} == set(TEST_PHOTOS)
+    assert [test.scene(i) for i in range(6)] == [test.describe(i)["source"] for i in range(6)]  # the photograph
+    assert test[0][2] == f"synthetic-denoise-test-0000-{test.scene(0)}"
     for i in range(6):  # the clean image really is the declared crop of a held-out photo
         info, clean = test.describe(i), test[i][1]
         crop = _photo(info["source"])[info["top"] : info["top"] + 64, info["left"] : info["left"] + 64]
@@ -87,22 +93,32 @@ def test_rain_brightens_and_levels_differ() -> None:
 
 
 def test_synthetic_test_sets() -> None:
-    assert list(synthetic_test_sets("denoise", count=2)) == ["SIDD (synthetic)"]
-    assert list(synthetic_test_sets("deblur", count=2)) == ["GoPro (synthetic)"]
-    sets = synthetic_test_sets("derain", size=32, count=2)
-    assert list(sets) == [f"{s} (synthetic)" for s in RAIN13K_TEST_SETS]
+    assert NATURAL_PHOTOS_SET == "natural photographs (synthetic)"
+    assert list(synthetic_test_sets("denoise", count=2)) == ["SIDD (synthetic)", NATURAL_PHOTOS_SET]
+    assert list(synthetic_test_sets("deblur", count=2)) == ["GoPro (synthetic)", NATURAL_PHOTOS_SET]
+    sets = synthetic_test_sets("derain", size=32, count=2, natural_count=5)
+    assert list(sets) == [*(f"{s} (synthetic)" for s in RAIN13K_TEST_SETS), NATURAL_PHOTOS_SET]
     firsts = []
     for key, ds in sets.items():
-        assert ds.synthetic and ds.name == key and len(ds) == 2 and ds.split == "test"
+        assert ds.synthetic and ds.name == key and ds.split == "test"
+        assert (len(ds), ds.source) == ((5, "photos") if key == NATURAL_PHOTOS_SET else (2, "deadleaves"))
         firsts.append(ds[0][0])
     assert not torch.equal(firsts[0], firsts[3])  # Test100 and Test2800 are both "medium" but differ
+    scenes = [[ds.scene(i) for i in range(len(ds))] for ds in sets.values()]
+    assert all(len(set(s)) == len(s) for s in scenes[:-1])  # dead leaves: every image its own scene
+    assert scenes[-1] == [TEST_PHOTOS[i % 3] for i in range(5)]  # photographs: crops of 3 held-out photographs
     with pytest.raises(ValueError, match="unknown synthetic task"):
         synthetic_test_sets("dehaze")
 
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="crop size"):
-        SyntheticPairs("denoise", "test", size=400)  # chelsea is 300 px high
+        SyntheticPairs("denoise", "test", size=400, source="photos")  # chelsea is 300 px high
+    assert SyntheticPairs("denoise", "test", size=400, count=1)[0][1].shape == (3, 400, 400)  # dead leaves: any
+    with pytest.raises(ValueError, match="dead-leaves size"):
+        SyntheticPairs("denoise", "test", size=4)
+    with pytest.raises(ValueError, match="source"):
+        SyntheticPairs("denoise", "test", source="fractal")
     with pytest.raises(ValueError, match="split"):
         SyntheticPairs("denoise", "val")
     with pytest.raises(ValueError, match="count"):

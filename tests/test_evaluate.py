@@ -197,11 +197,14 @@ def test_sidd_official_peak_heuristic_adds_48_db_to_a_block_exceeding_one() -> N
 
 
 def test_evaluate_scores_like_predict_and_score(tmp_path) -> None:
-    sets = synthetic_test_sets("deblur", size=40, count=3)
+    sets = synthetic_test_sets("deblur", size=40, count=3)  # dead leaves, then natural photographs
     model = conv1x1(seed=4)
     protos = [PROTOCOLS["deblur"]["full"], PROTOCOLS["deblur"]["matlab"]]
     results = evaluate(model, sets, protos, limit=2, progress=False, batch_size=2)
-    assert [r.protocol for r in results] == ["deblur/full", "deblur/matlab"]
+    assert [(r.dataset, r.protocol) for r in results] == [(s, p.name) for s in sets for p in protos]
+    photos = results[-1]  # limit applies to each set; the photographs' crops share their photograph's scene
+    assert photos.count == 2 and photos.scenes == ["chelsea", "motorcycle_left"]
+    results = results[:2]
     (degraded, clean) = (torch.stack([sets["GoPro (synthetic)"][i][k] for i in range(2)]) for k in (0, 1))
     with torch.no_grad():
         expected = score(model(degraded)[-1], clean, protos[0])

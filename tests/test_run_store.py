@@ -81,7 +81,7 @@ def test_kill_after_the_final_validation_then_resume_then_report(tmp_path):
     final = all_rows[(all_rows["split"] == "val") & (all_rows["step"] == 4)]
     df = read_records(records)
     val = df[df["split"] == "val"]
-    assert not val.duplicated(["protocol", "metric", "step"]).any()  # one value per identity
+    assert not val.duplicated(["dataset", "protocol", "metric", "step"]).any()  # one value per identity
     assert len(final) == 2 * len(val[val["step"] == 4])  # written twice, read once
     built = report(records, tmp_path / "results")
     assert built.returncode == 0, built.stderr

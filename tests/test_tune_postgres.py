@@ -161,7 +161,7 @@ def val_steps(records: Path, run_id: str) -> list[int]:
 
     df = read_records(records, all_versions=True)
     df = df[(df["run_id"] == run_id) & (df["split"] == "val") & (df["protocol"] == "denoise/clamped")
-            & (df["metric"] == "psnr")]
+            & (df["metric"] == "psnr") & (df["dataset"] == "SIDD (synthetic)")]  # one row per validation
     return df["step"].tolist()
 
 

@@ -14,6 +14,7 @@ from ..atomic import atomic_write_text, check_output
 from ..errors import ArgumentParser, run_command
 from ..evaluate import DEFAULT_PROTOCOLS, PROTOCOLS
 from ..records import append_records, git_info
+from ..tasks import NATURAL_PHOTOS_SET
 from .formatting import build_notes, emit, format_table
 from .results import DEFAULT_RECORDS, records_for, summary, summary_json
 from .scoring import (
@@ -144,7 +145,7 @@ def run(bench: Benchmark, args: argparse.Namespace) -> int:
                                  save_dir=args.save_images, perceptual=args.lpips)
     rows = to_rows(results, datasets)
     if bench.average is not None:
-        rows += average_rows(rows, bench.average)
+        rows += average_rows([r for r in rows if r.dataset != NATURAL_PHOTOS_SET], bench.average)  # stand-ins
     refs = None if synthetic else published_references(bench, rows, ("HINet-Local",) if args.tlc else ())
     data_line = (f"data: SYNTHETIC stand-ins from hinet.data.synthetic ({', '.join(datasets)})" if synthetic
                  else f"data: {Path(args.data).resolve()} ({', '.join(datasets)})")

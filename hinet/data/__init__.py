@@ -1,7 +1,9 @@
 """Paired dataset readers (SIDD, GoPro, HIDE, Rain13k), the synthetic default, training patches and crop prep.
 
 Every paired dataset yields ``(degraded, clean, name)``: float32 tensors of shape (3, H, W), RGB, values in
-[0, 1], and a ``str`` name, in a deterministic sorted order. Each has ``.name``, ``.synthetic`` and ``.root``.
+[0, 1], and a ``str`` name, in a deterministic sorted order. Each has ``.name``, ``.synthetic`` and ``.root``,
+and ``.scene(index) -> str``: the group of images sharing content that item ``index`` belongs to (the reader's
+one rule: SIDD source image, GoPro/HIDE video sequence, Rain13k image, synthetic scene or photograph).
 
 >>> from hinet.data import open_test_sets, synthetic_test_sets
 >>> sets = open_test_sets("derain", "/data")        # real data, found at any depth below /data

@@ -1,10 +1,16 @@
 """SYNTHETIC paired data: the embedded default when no real dataset is on disk.
 
-Clean images are crops of the RGB photographs that scikit-image ships inside its wheel (no download; the
-pooch-fetched images are not used). Training and test use **disjoint photographs**:
+Clean images come from two sources (no download either way):
 
-* train: astronaut, coffee, rocket, hubble_deep_field, immunohistochemistry
-* test:  chelsea, motorcycle_left, motorcycle_right (the stereo pair from ``stereo_motorcycle``)
+* ``"deadleaves"`` (training and the primary test sets): procedural dead-leaves scenes
+  (:mod:`hinet.data.deadleaves`), item ``i`` its own scene, drawn independently of every other item; the
+  split is part of each scene's seed, so training and test scenes are disjoint by construction.
+* ``"photos"`` (the second test set, :data:`hinet.tasks.NATURAL_PHOTOS_SET`): crops of RGB photographs that
+  scikit-image ships inside its wheel (the pooch-fetched images are not used); its scene is the photograph, so
+  its crops are NOT independent images. Training and test photographs are disjoint:
+
+  * train: astronaut, coffee, rocket, hubble_deep_field, immunohistochemistry
+  * test:  chelsea, motorcycle_left, motorcycle_right (the stereo pair from ``stereo_motorcycle``)
 
 Degradations (all on RGB values in [0, 1]; the degraded image is quantised to 8-bit levels, like a PNG):
 
@@ -16,14 +22,16 @@ Degradations (all on RGB values in [0, 1]; the degraded image is quantised to 8-
   and angle (near vertical), softened by a 0.6 px Gaussian, and added with a screen blend
   ``1 - (1 - x)(1 - s)``. Density and brightness come from a level (light / medium / heavy).
 
-Every item is a pure function of ``(seed, task, split, level, index)``. Items are ``(degraded, clean, name)``,
-float32 (3, size, size) RGB in [0, 1]; names start with ``"synthetic-"`` and ``.synthetic`` is True.
+Every item is a pure function of ``(seed, task, split, level, source, index)``. Items are
+``(degraded, clean, name)``, float32 (3, size, size) RGB in [0, 1]; names are
+``synthetic-<task>-<split>-<index, 4 digits>-<photograph or "deadleaves">`` and ``.synthetic`` is True.
+``.scene(index)`` is :func:`hinet.data.deadleaves.scene_id` of the item for dead leaves, the photograph for
+photos.
 """
 
 from __future__ import annotations
 
 import math
-import zlib
 from functools import cache
 from typing import Any, Literal
 
@@ -34,10 +42,13 @@ from scipy import ndimage
 from skimage.draw import line_aa
 from torch.utils.data import Dataset
 
-from ..tasks import TASK_NAMES, TASKS
+from ..tasks import NATURAL_PHOTOS_SET, TASK_NAMES, TASKS
+from .deadleaves import dead_leaves, scene_id
+from .deadleaves import stable_code as _stable_code
 from .rain13k import RAIN13K_TEST_SETS
 
 __all__ = [
+    "SOURCES",
     "SYNTHETIC_TASKS",
     "TEST_PHOTOS",
     "TRAIN_PHOTOS",
@@ -58,6 +69,8 @@ RAIN_LEVELS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
 # The Rain13k test set each synthetic stand-in imitates in rain strength.
 _RAIN_SET_LEVELS = {"Rain100H": "heavy", "Rain100L": "light"}
 _DEFAULT_COUNT = {"train": 256, "test": 16}
+SOURCES: tuple[str, ...] = ("deadleaves", "photos")  # where clean images come from (module docstring)
+_MAX_SIZE = 1024  # dead-leaves side limit (photos: their smallest side)
 
 Task = Literal["denoise", "deblur", "derain"]
 SplitName = Literal["train", "test"]
@@ -163,22 +176,19 @@ def _add_rain(clean: np.ndarray, rng: np.random.Generator, level: str) -> tuple[
     return _quantise(rainy), {"level": level, "density": density, "length": length, "angle": angle}
 
 
-def _stable_code(*parts: str) -> int:
-    # str hash() is salted per process; crc32 keeps seeds identical across runs and DataLoader workers.
-    return zlib.crc32("/".join(parts).encode())
-
-
 class SyntheticPairs(Dataset):
-    """SYNTHETIC degraded/clean pairs cut from bundled scikit-image photographs (see the module docstring).
+    """SYNTHETIC degraded/clean pairs of dead-leaves scenes or photograph crops (see the module docstring).
 
     Args:
         task: ``"denoise"``, ``"deblur"`` or ``"derain"``.
-        split: ``"train"`` or ``"test"`` (disjoint source photographs).
-        size: square crop size in pixels (at most 300, the height of the smallest source photo).
+        split: ``"train"`` or ``"test"`` (disjoint scenes, disjoint source photographs).
+        size: square image size in pixels, in [8, 1024] for dead leaves, at most 300 (the height of the
+            smallest source photograph) for photos.
         count: number of items (default 256 for train, 16 for test).
-        seed: base seed; item ``i`` is a pure function of ``(seed, task, split, rain_level, i)``.
+        seed: base seed; item ``i`` is a pure function of ``(seed, task, split, rain_level, source, i)``.
         rain_level: ``"light"``, ``"medium"`` or ``"heavy"`` for derain; None draws a level per item.
         name: dataset name (default ``"synthetic-<task>-<split>"``).
+        source: ``"deadleaves"`` (each item its own scene) or ``"photos"`` (scene = the photograph).
     """
 
     synthetic = True
@@ -194,6 +204,7 @@ class SyntheticPairs(Dataset):
         seed: int = 0,
         rain_level: str | None = None,
         name: str | None = None,
+        source: str = "deadleaves",
     ) -> None:
         if task not in SYNTHETIC_TASKS:
             raise ValueError(f"unknown synthetic task {task!r}; expected one of {SYNTHETIC_TASKS}")
@@ -201,11 +212,18 @@ class SyntheticPairs(Dataset):
             raise ValueError(f"synthetic split must be 'train' or 'test', got {split!r}")
         if rain_level is not None and (task != "derain" or rain_level not in RAIN_LEVELS):
             raise ValueError(f"rain_level must be one of {tuple(RAIN_LEVELS)} and only for derain, got {rain_level!r}")
+        if source not in SOURCES:
+            raise ValueError(f"synthetic source must be one of {SOURCES}, got {source!r}")
         self.task, self.split, self.seed, self.rain_level = task, split, int(seed), rain_level
+        self.source = source
         self.sources: tuple[str, ...] = TRAIN_PHOTOS if split == "train" else TEST_PHOTOS
-        smallest = min(min(_photo(s).shape[:2]) for s in self.sources)
-        if not 8 <= size <= smallest:
-            raise ValueError(f"synthetic crop size must be in [8, {smallest}] for split {split!r}, got {size}")
+        if source == "photos":
+            largest = min(min(_photo(s).shape[:2]) for s in self.sources)
+            what = f"synthetic crop size for split {split!r}"
+        else:
+            largest, what = _MAX_SIZE, "synthetic dead-leaves size"
+        if not 8 <= size <= largest:
+            raise ValueError(f"{what} must be in [8, {largest}], got {size}")
         self.size = int(size)
         self.count = _DEFAULT_COUNT[split] if count is None else int(count)
         if self.count < 1:
@@ -219,19 +237,35 @@ class SyntheticPairs(Dataset):
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self._code, index])
 
+    def _check(self, index: int) -> None:
+        if not 0 <= index < self.count:
+            raise IndexError(f"{self.name} index {index} out of range [0, {self.count})")
+
+    def scene(self, index: int) -> str:
+        """The scene of item ``index``: its dead-leaves scene id, or its source photograph (crops of one
+        photograph share content)."""
+        self._check(index)
+        if self.source == "photos":
+            return self.sources[index % len(self.sources)]  # round-robin: every photo is used
+        return scene_id(self.seed, self.split, index)
+
     def describe(self, index: int) -> dict[str, Any]:
-        """Provenance of item ``index``: source photo, crop box and degradation parameters."""
+        """Provenance of item ``index``: scene (and crop box for photos) and degradation parameters."""
         return self._make(index)[2]
 
     def _make(self, index: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        if not 0 <= index < self.count:
-            raise IndexError(f"{self.name} index {index} out of range [0, {self.count})")
+        self._check(index)
         rng = self._rng(index)
-        source = self.sources[index % len(self.sources)]  # round-robin: every photo is used
-        photo = _photo(source)
-        top = int(rng.integers(0, photo.shape[0] - self.size + 1))
-        left = int(rng.integers(0, photo.shape[1] - self.size + 1))
-        clean = photo[top : top + self.size, left : left + self.size]
+        if self.source == "photos":
+            source = self.scene(index)
+            photo = _photo(source)
+            top = int(rng.integers(0, photo.shape[0] - self.size + 1))
+            left = int(rng.integers(0, photo.shape[1] - self.size + 1))
+            clean = photo[top : top + self.size, left : left + self.size]
+            info: dict[str, Any] = {"source": source, "scene": source, "top": top, "left": left, "size": self.size}
+        else:
+            clean = dead_leaves(self.seed, self.split, index, self.size)
+            info = {"source": "deadleaves", "scene": self.scene(index), "size": self.size}
         if self.task == "denoise":
             degraded, params = _add_noise(clean, rng)
         elif self.task == "deblur":
@@ -239,14 +273,7 @@ class SyntheticPairs(Dataset):
         else:
             level = self.rain_level or str(rng.choice(list(RAIN_LEVELS)))
             degraded, params = _add_rain(clean, rng, level)
-        info = {"source": source, "top": top, "left": left, "size": self.size, **params}
-        return degraded, clean, info
-
-    def scene(self, index: int) -> str:
-        """The source photograph of item ``index`` (crops of one photograph share content)."""
-        if not 0 <= index < self.count:
-            raise IndexError(f"{self.name} index {index} out of range [0, {self.count})")
-        return self.sources[index % len(self.sources)]
+        return degraded, clean, {**info, **params}
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         degraded, clean, info = self._make(index)
@@ -258,23 +285,30 @@ class SyntheticPairs(Dataset):
         return to_chw(degraded), to_chw(clean), name
 
     def __repr__(self) -> str:
-        return f"SyntheticPairs(name={self.name!r}, task={self.task!r}, split={self.split!r}, items={self.count})"
+        return (f"SyntheticPairs(name={self.name!r}, task={self.task!r}, split={self.split!r}, "
+                f"source={self.source!r}, items={self.count})")
 
 
-def synthetic_test_sets(task: Task | str, *, size: int = 128, count: int = 8, seed: int = 0) -> dict[str, Dataset]:
-    """SYNTHETIC stand-ins for a task's test sets, keyed like :func:`hinet.data.locate.open_test_sets`.
+def synthetic_test_sets(task: Task | str, *, size: int = 128, count: int = 8, seed: int = 0,
+                        natural_count: int | None = None) -> dict[str, Dataset]:
+    """SYNTHETIC stand-ins for a task's test sets, keyed like :func:`hinet.data.locate.open_test_sets`, in the
+    order of ``hinet.tasks.TASKS[task].synthetic_sets``.
 
-    ``denoise`` -> ``"SIDD (synthetic)"``; ``deblur`` -> ``"GoPro (synthetic)"``; ``derain`` -> five sets named
-    ``"<Rain13k set> (synthetic)"`` (Rain100H heavy rain, Rain100L light, the others medium). Every set draws
-    from the held-out test photographs; each has its own seed stream.
+    Dead-leaves sets of ``count`` images (each its own scene): ``denoise`` -> ``"SIDD (synthetic)"``;
+    ``deblur`` -> ``"GoPro (synthetic)"``; ``derain`` -> five sets named ``"<Rain13k set> (synthetic)"``
+    (Rain100H heavy rain, Rain100L light, the others medium). Then, for every task,
+    :data:`hinet.tasks.NATURAL_PHOTOS_SET`: the same degradations on ``natural_count`` (default ``count``)
+    crops of the held-out test photographs (scene = the photograph; derain: a level drawn per image), so the
+    transfer from dead leaves to natural images is visible. Every set has its own seed stream.
     """
     if task not in TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; expected one of {SYNTHETIC_TASKS}")
     levels = {f"{s} (synthetic)": _RAIN_SET_LEVELS.get(s, "medium") for s in RAIN13K_TEST_SETS}
-    names = {name: levels.get(name) if task == "derain" else None for name in TASKS[task].synthetic_sets}
-    return {
-        name: SyntheticPairs(
-            task, "test", size=size, count=count, seed=seed + _stable_code(name), rain_level=level, name=name
-        )
-        for name, level in names.items()
-    }
+    out: dict[str, Dataset] = {}
+    for name in TASKS[task].synthetic_sets:
+        natural = name == NATURAL_PHOTOS_SET
+        out[name] = SyntheticPairs(
+            task, "test", size=size, count=(natural_count or count) if natural else count,
+            seed=seed + _stable_code(name), rain_level=None if natural or task != "derain" else levels[name],
+            name=name, source="photos" if natural else "deadleaves")
+    return out
