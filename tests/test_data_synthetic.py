@@ -96,6 +96,9 @@ def test_synthetic_test_sets() -> None:
     assert NATURAL_PHOTOS_SET == "natural photographs (synthetic)"
     assert list(synthetic_test_sets("denoise", count=2)) == ["SIDD (synthetic)", NATURAL_PHOTOS_SET]
     assert list(synthetic_test_sets("deblur", count=2)) == ["GoPro (synthetic)", NATURAL_PHOTOS_SET]
+    default = synthetic_test_sets("denoise", count=128)  # the natural set: a quarter, one crop per photo at least
+    assert [len(ds) for ds in default.values()] == [128, 32]
+    assert len(synthetic_test_sets("denoise", count=2)[NATURAL_PHOTOS_SET]) == 3
     sets = synthetic_test_sets("derain", size=32, count=2, natural_count=5)
     assert list(sets) == [*(f"{s} (synthetic)" for s in RAIN13K_TEST_SETS), NATURAL_PHOTOS_SET]
     firsts = []
