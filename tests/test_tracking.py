@@ -40,7 +40,8 @@ def test_tensorboard_events_hold_every_curve_and_images(two_runs):
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
     clamped = next(t for t in val if t.endswith("denoise/clamped/psnr"))
     recorded = read_records(two_runs / "a" / "records.jsonl")
-    mine = recorded[(recorded["protocol"] == "denoise/clamped") & (recorded["metric"] == "psnr")]
+    mine = recorded[(recorded["protocol"] == "denoise/clamped") & (recorded["metric"] == "psnr")
+                    & (recorded["dataset"] == clamped.split("/")[1])]  # tag val/<set>/<protocol>/<metric>
     assert [e.step for e in events.Scalars(clamped)] == [2, 4]
     assert [round(e.value, 4) for e in events.Scalars(clamped)] == [round(v, 4) for v in mine.sort_values("step")[
         "value"]]
