@@ -210,10 +210,11 @@ def test_killed_worker_trial_is_retried_and_every_trial_counted(postgres_url, tm
     assert RetryHeartbeatStaleTrialCallback.retry_history(retry) == [dead.number]
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     assert retry.user_attrs["worker"].endswith(f":{survivor.pid}")
-    # the retry resumed the dead trial's run from its step-2 checkpoint (written before that validation)
+    # the retry resumed the dead trial's run from its last checkpoint: step 2's checkpoint comes after step 2's
+    # validation, which the kill interrupted, so step 2 is trained and validated again (no validation is lost)
     run_dir = out / "runs" / f"optuna-pg-t{dead.number}"
     assert retry.user_attrs["run_dir"] == str(run_dir)
-    assert val_steps(out / "records.jsonl", f"optuna-pg-t{dead.number}") == [1, 2, 3, 4]
+    assert val_steps(out / "records.jsonl", f"optuna-pg-t{dead.number}") == [1, 2, 2, 3, 4]
     own = [t for t in trials if t.state == TrialState.COMPLETE and t is not retry]
     assert own and all(t.user_attrs["worker"].endswith(f":{survivor.pid}") for t in own)  # ran alongside
     assert min(t.datetime_start for t in own) < retry.datetime_start
