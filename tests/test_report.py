@@ -334,3 +334,14 @@ def test_module_command_reports_a_missing_records_folder_in_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"python -m hinet.report: error: read_records: {tmp_path / 'nope'} "
                                                 f"does not exist"]
+
+
+def test_optuna_studies_stay_out_of_the_ablation_and_evaluation_tables(tmp_path):
+    """Trials are no ablation: hinet.tune writes their table and figures; the report draws no verdict from them."""
+    recs = [_rec(f"optuna-demo-t{t}", f"demo-t{t}", "val", "psnr", 30.0 + t, 5, 0, family="optuna")
+            for t in range(3)]
+    append_records(tmp_path / "optuna.jsonl", recs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the trials feed hinet.tune's outputs: no "unused records" warning
+        paths = build_report(tmp_path, tmp_path / "out")
+    assert [p.name for p in paths if "optuna" in p.name or "eval" in p.name] == []

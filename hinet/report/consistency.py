@@ -19,8 +19,9 @@ import pandas as pd
 
 from ..errors import UserError
 from ..records import image_file
+from ..tasks import CHECKPOINT_EVAL, SPEED, STUDY
 
-CHECKPOINT_FAMILIES = ("checkpoint_eval", "speed")  # families without per-image validations
+CHECKPOINT_FAMILIES = (CHECKPOINT_EVAL, SPEED)  # families without per-image validations
 IMAGE_KEY = ("dataset", "split", "protocol", "metric", "image")
 
 
@@ -53,7 +54,9 @@ def check_per_image(records: pd.DataFrame, root: Path | None, source: str | Path
         return
     files = sorted(root.rglob("*.parquet")) if root is not None and root.is_dir() else []
     if not files:
-        families = sorted(set(expected["family"]))
+        families = sorted(set(expected["family"]) - {STUDY})  # studies draw no verdicts
+        if not families:
+            return
         warnings.warn(f"{source}: no per-image results (no per_image/ folder with the records, or an empty one); "
                       f"the verdict tables of {families} are not written. Copy the records' per_image/ folder "
                       f"with them", stacklevel=3)
