@@ -93,3 +93,31 @@ def test_forest_and_difference_figures_are_written_and_named(report):
             path = out / "figures" / f"{name}_{STEM}_{estimand}.png"
             assert path in written and path.stat().st_size > 10_000
             assert output_for(path, out) is not None
+
+
+def test_each_validation_set_gets_its_own_verdicts(tmp_path):
+    """Runs validated on two sets: each set's ablation table and verdict tables hold that set's comparisons only."""
+    records = tmp_path / "records" / "components.jsonl"
+    rows, sets = [], {"SIDD (synthetic)": 0.0, "natural photographs (synthetic)": 5.0}
+    for variant in ("full", "no_sam"):
+        for seed in (0, 1, 2):
+            run_id = f"components-{variant}-s{seed}"
+            common = dict(run_id=run_id, family="components", variant=variant, seed=seed, config_hash=f"h-{run_id}",
+                          git_commit="abc", synthetic=True, recipe="proxy")
+            images = []
+            for name, level in sets.items():
+                values = 30 + level + np.linspace(-1, 1, 6) + 0.01 * seed
+                images += [(name, "val", "denoise/clamped", "psnr", f"img{i}", f"{name}-{i // 2}", float(v))
+                           for i, v in enumerate(values)]
+                rows.append(Record(**common, reference="full", dataset=name, split="val", protocol="denoise/clamped",
+                                   metric="psnr", value=float(values.mean()), step=10, git_dirty=False, device="cpu",
+                                   torch_version="2", time="2026-01-01T00:00:00+00:00"))
+            write_image_metrics(records.parent / "per_image", common, 10, images)
+    append_records(records, rows)
+    build_report(records.parent, tmp_path / "out")
+    for name, stem in (("SIDD (synthetic)", "SIDD-synthetic"),
+                       ("natural photographs (synthetic)", "natural-photographs-synthetic")):
+        for estimand in ("test_set", "population"):
+            out = tmp_path / "out" / "tables" / f"verdicts_components_{stem}_synthetic_proxy_{estimand}.csv"
+            table = pd.read_csv(out)
+            assert list(table["set"]) == [name] and list(table["n_scenes"]) == [3]

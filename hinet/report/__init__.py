@@ -207,8 +207,8 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
             machines = records[records["run_id"].isin(set(fam["run_id"]))]
             machines = (f"Runs on {'; '.join(sorted(set(machines['device'])))} with torch "
                         f"{', '.join(sorted(set(machines['torch_version'])))}.")
-            verdicts, paths = _verdicts(per_image[per_image["run_id"].isin(set(fam["run_id"]))], reference_of(fam),
-                                        name, title, recipe, tables, figures, machines)
+            mine = per_image[per_image["run_id"].isin(set(fam["run_id"])) & (per_image["dataset"] == dataset)]
+            verdicts, paths = _verdicts(mine, reference_of(fam), name, title, recipe, tables, figures, machines)
             written += paths
         table = ablation_table(fam, synthetic, recipe, verdicts)
         written += write_table(table, tables, name, title, ablation_caption(synthetic, recipe))
