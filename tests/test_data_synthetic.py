@@ -25,7 +25,7 @@ def test_items_deterministic_and_labelled(task: str) -> None:
         (da, ca, na), (db, cb, nb) = a[i], b[i]
         assert torch.equal(da, db) and torch.equal(ca, cb) and na == nb
         assert na == f"synthetic-{task}-train-{i:04d}-deadleaves" and a.scene(i) == scene_id(7, "train", i)
-        torch.testing.assert_close(ca, torch.from_numpy(dead_leaves(7, "train", i, 48)).permute(2, 0, 1))
+        torch.testing.assert_close(ca, torch.from_numpy(dead_leaves(7, "train", i, 48).copy()).permute(2, 0, 1))
         assert da.dtype == torch.float32 and da.shape == ca.shape == (3, 48, 48)
         assert 0 <= float(da.min()) and float(da.max()) <= 1
         assert not torch.equal(da, ca)  # degraded differs from clean
