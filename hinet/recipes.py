@@ -134,7 +134,7 @@ def proxy(recipe: Recipe, **overrides) -> Recipe:
 
     240 iterations of batch 8 on 64x64 crops, lr 1e-3, width / 4, depth - 2; validation on
     :data:`PROXY_VAL_IMAGES` (128) images per set, :data:`PROXY_VAL_LOOKS` (2) times a run. Chosen by measurement
-    (``python -m benchmarks.proxy_power``, results/tables/proxy_power.md; synthetic denoising, the components
+    (``python -m studies.proxy_power``, results/tables/proxy_power.md; synthetic denoising, the components
     family, 4 seeds x 64 images, per-image clamped PSNR, crossed seed x image variance components), on variance,
     power and cost only, never on which variant wins:
 

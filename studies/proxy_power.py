@@ -1,7 +1,7 @@
 """Power study of the proxy-scale ``components`` ablation (SYNTHETIC denoising, proxy scale): which recipe
 settings make ``nox -s ablate`` detect small differences per CPU-minute.
 
-Three steps, each a sub-command (``python -m benchmarks.proxy_power <step> --help``):
+Three steps, each a sub-command (``python -m studies.proxy_power <step> --help``):
 
 * ``speed``: CPU time of one proxy training step (the trainer's own :class:`hinet.step.TrainStep`, batch 8 of
   64x64 SYNTHETIC crops, HINet width 16 depth 3) for eager, fused norm + in-place LeakyReLU, and those plus
@@ -13,7 +13,7 @@ Three steps, each a sub-command (``python -m benchmarks.proxy_power <step> --hel
   torch's creation-order initialisation (the trainer before :meth:`hinet.arch.HINet.reset_parameters`) to
   measure what common initial weights buy. Writes ``pilot.json``: settings, wall time, the children's CPU time
   (``resource.getrusage(RUSAGE_CHILDREN)``), load averages and CPU capability.
-* ``analyse``: :mod:`benchmarks.proxy_power_analysis` -- variance components, MDE (measured and projected),
+* ``analyse``: :mod:`studies.proxy_power_analysis` -- variance components, MDE (measured and projected),
   common initial weights, verdicts by step, the idle cost model and the default it implies; writes
   ``runs/proxy_power/analysis.json`` and ``results/tables/proxy_power.md``.
 
@@ -163,7 +163,7 @@ def pilot(name: str, seeds: list[int], iters: int, val_every: int, images: int, 
     runs, folder, _ = pilot_runs(name, seeds, iters, val_every, images, variants)
     if seed_major:  # pairs complete one seed after another, so a pilot stopped early still has paired seeds
         runs = sorted(runs, key=lambda r: r.spec.seed)
-    entry = ("-m", "benchmarks.proxy_power", "_train-default-init") if default_init else TRAIN_ENTRY
+    entry = ("-m", "studies.proxy_power", "_train-default-init") if default_init else TRAIN_ENTRY
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load0, t0 = os.getloadavg(), time.time()
     results = run_local(runs, parallel=parallel, threads=1, entry=entry, progress=False)
@@ -193,7 +193,7 @@ def train_default_init(argv: list[str]) -> int:
 
 # ----------------------------------------------------------------------------------------------- CLI
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.proxy_power", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m studies.proxy_power", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("speed", help="CPU time per proxy training step, eager vs fast paths")
     s.add_argument("--rounds", type=int, default=15)

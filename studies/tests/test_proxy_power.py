@@ -1,11 +1,11 @@
-"""The proxy power study's analysis (benchmarks/proxy_power_analysis.py): photo share, the budget rule, the
+"""The proxy power study's analysis (studies/proxy_power_analysis.py): photo share, the budget rule, the
 cheapest grid for the target. Synthetic inputs only; no training."""
 
 import numpy as np
 import pytest
 
-from benchmarks import proxy_power_analysis as pa
 from hinet.ablation_stats import VarianceComponents
+from studies import proxy_power_analysis as pa
 
 MODEL = pa.CostModel(startup_s=3.0, val_s_per_image=0.03, contention=1.0,
                      step_s={"full": 0.14, "no_csff": 0.13, "no_hin": 0.14, "no_sam": 0.14, "single_stage": 0.07})
