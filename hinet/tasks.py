@@ -65,7 +65,8 @@ RECIPE_KINDS: tuple[str, ...] = ("paper", "proxy", "eval", "eval-subset", "bench
 # Record families that are not ablation families (no verdicts): evaluations of finished checkpoints by the
 # benchmark commands, the speed suite, and Optuna studies (which keep their own trials table and figures).
 CHECKPOINT_EVAL, SPEED, STUDY = "checkpoint_eval", "speed", "optuna"
-NON_ABLATION_FAMILIES: tuple[str, ...] = (CHECKPOINT_EVAL, SPEED, STUDY)
+EVALUATION_FAMILIES: tuple[str, ...] = (CHECKPOINT_EVAL, SPEED)  # no training runs, no per-image validations
+NON_ABLATION_FAMILIES: tuple[str, ...] = (*EVALUATION_FAMILIES, STUDY)
 PAPER_KINDS: tuple[str, ...] = ("paper", "eval")  # the only kinds whose real-data numbers meet published ones
 SPLITS: tuple[str, ...] = ("train", "val", "test", "model", "bench")
 

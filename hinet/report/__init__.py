@@ -38,7 +38,7 @@ from ..atomic import check_output
 from ..errors import ArgumentParser, run_command
 from ..published import PUBLISHED_COLUMNS, PUBLISHED_DIR, load_published, paper_points
 from ..records import image_store, read_image_metrics, read_records
-from ..tasks import CHECKPOINT_EVAL, NON_ABLATION_FAMILIES, SPEED, STUDY
+from ..tasks import EVALUATION_FAMILIES, NON_ABLATION_FAMILIES, SPEED, STUDY
 from .consistency import check_per_image
 from .figures import (
     DPI,
@@ -225,7 +225,7 @@ def build_report(records_dir: str | Path = "results/records", out_dir: str | Pat
         title = f"Training curves '{family}': {kind_label(synthetic, recipe)}"
         written.append(curves_figure(c, title, figures / f"curves_{stem(family, None, synthetic, recipe)}.png"))
 
-    evals = final[final["family"].isin([CHECKPOINT_EVAL, SPEED])]  # evaluations, not studies
+    evals = final[final["family"].isin(EVALUATION_FAMILIES)]
     comparable = final[~final["synthetic"] & (final["recipe"] == "eval")]
     written += write_table(published_comparison(comparable, published), tables, "published_comparison",
                            PUBLISHED_COMPARISON_TITLE, PUBLISHED_COMPARISON_CAPTION)

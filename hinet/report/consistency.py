@@ -19,9 +19,8 @@ import pandas as pd
 
 from ..errors import UserError
 from ..records import image_file
-from ..tasks import CHECKPOINT_EVAL, SPEED, STUDY
+from ..tasks import EVALUATION_FAMILIES, STUDY
 
-CHECKPOINT_FAMILIES = (CHECKPOINT_EVAL, SPEED)  # families without per-image validations
 IMAGE_KEY = ("dataset", "split", "protocol", "metric", "image")
 
 
@@ -33,7 +32,7 @@ def validated(records: pd.DataFrame) -> pd.DataFrame:
     """The records that state a validation with per-image results: the trainer's set means (split ``val``,
     a step) of every family but the checkpoint evaluations and speed."""
     mask = (records["split"] == "val") & records["step"].notna().astype(bool) & ~records["family"].isin(
-        CHECKPOINT_FAMILIES)
+        EVALUATION_FAMILIES)
     return records[mask]
 
 
