@@ -583,9 +583,11 @@ def cli(argv: list[str] | None = None) -> int:
         if known.workers == 1 and not known.gpus:
             main(rest)
             return 0
-        # the ids must name GPUs of this machine, unless the workers train on the CPU (--device cpu)
-        device = rest[len(rest) - rest[::-1].index("--device")] if "--device" in rest[:-1] else None  # the last
-        gpus = parse_gpus(known.gpus, present=device != "cpu")
+        # the ids must name GPUs of this machine, unless the workers train on the CPU (--device cpu), read as
+        # the workers' own parser reads it
+        on = ArgumentParser(prog="python -m hinet.tune", add_help=False)
+        on.add_argument("--device", default=None)
+        gpus = parse_gpus(known.gpus, present=on.parse_known_args(rest)[0].device != "cpu")
         return launch_workers(rest, known.workers, gpus, known.gpus_per_worker)
 
     return run_command("hinet.tune", body, rest)
