@@ -87,7 +87,7 @@ def family_verdicts(per_image: pd.DataFrame, recipe: str, reference: str
     """
     scale = scale_of(recipe)
     finals, steps = [], []
-    columns = ["run_id", "variant", "seed", "image", *(["scene"] if "scene" in per_image else []), "value"]
+    columns = ["run_id", "variant", "seed", "image", "scene", "value"]  # hinet.records.IMAGE_COLUMNS
     for (name, protocol, metric), block in _blocks(per_image):
         if block["variant"].nunique() < 2 or not verdict_protocol(protocol) or reference not in set(block["variant"]):
             continue
