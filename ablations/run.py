@@ -26,6 +26,7 @@ from hinet.atomic import check_output
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
 from hinet.recipes import recipe as get_recipe
+from hinet.records import image_store
 from hinet.tasks import DATASETS, TASKS
 from hinet.train import RunSpec, with_iters
 
@@ -152,8 +153,6 @@ def _main(a: argparse.Namespace) -> int:
     dataset = a.dataset or TASKS[family(a.family).TASK].dataset
     records = Path(a.records or f"results/records/{a.family}.jsonl")
     gpus = parse_gpus(a.gpus, present=a.launcher == "local")
-    from hinet.records import image_store
-
     for flag, path, folder in (("--records", records, False), ("--runs-dir", Path(a.runs_dir), True),
                                ("--records", image_store(records), True)):
         check_output(path, flag, folder=folder)  # before any run: not one failure per run in the grid's logs
@@ -202,7 +201,7 @@ def _sequential(a: argparse.Namespace, dataset: str, records: Path, gpus: list[s
 
     from hinet.ablation_stats import sequential_decisions
     from hinet.evaluate import protocol as get_protocol
-    from hinet.records import image_store, read_image_metrics
+    from hinet.records import read_image_metrics
 
     from .sequential import Budget, Clock, decision_frame, make_plan, probe_run_seconds, write_log
 
