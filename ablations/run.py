@@ -7,7 +7,7 @@ With no arguments: the ``components`` family on the synthetic denoising default 
     nox -s ablate -- --family scale --launcher slurm --slurm-partition gpu --gpus-per-run 8
 
 Data flows one way: each variant of the family (``ablations/<family>.py``: the family's base config
-with one field replaced) and each seed becomes a complete :class:`hinet.train.RunSpec` here
+with one field replaced) and each seed becomes a complete :class:`hinet.spec.RunSpec` here
 (:func:`plan`); :mod:`hinet.grid` hands each spec by value to the trainer, which writes the run's
 records; :mod:`hinet.report` reads them. Records go to ``results/records/<family>.jsonl``; a repeated
 call skips finished runs and resumes started ones.
@@ -26,9 +26,10 @@ from hinet.atomic import check_output
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
 from hinet.recipes import recipe as get_recipe
+from hinet.recipes import with_iters
 from hinet.records import image_store
+from hinet.spec import RunSpec
 from hinet.tasks import DATASETS, TASKS
-from hinet.train import RunSpec, with_iters
 
 from . import FAMILIES, family
 

@@ -23,8 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from hinet.ablation_stats import ESTIMAND_WORDS, SequentialPlan, default_margin
+from hinet.atomic import atomic_write_text, replacing
+from hinet.build import build_training
 from hinet.errors import UserError
 
 
@@ -81,8 +84,6 @@ def decision_frame(per_image: pd.DataFrame, protocol: str) -> pd.DataFrame:
 def write_log(rows: list[pd.DataFrame], plan: SequentialPlan, budget: Budget, path_stem: Path, protocol: str,
               stopped: str) -> list[Path]:
     """The decisions of every look so far, with the plan, as ``.md`` and ``.csv`` (atomic)."""
-    from hinet.atomic import atomic_write_text, replacing
-
     table = pd.concat(rows, ignore_index=True)
     csv, md = path_stem.with_suffix(".csv"), path_stem.with_suffix(".md")
     with replacing(csv) as tmp:
@@ -116,22 +117,14 @@ class Clock:
 
 
 def probe_run_seconds(spec, threads: int, rounds: int = 3) -> float:
-    """Estimated wall time of one run of ``spec`` on ``threads`` threads: a few timed training steps on
-    random tensors of the recipe's batch and crop, times the iterations, plus 15% for validation and
-    start-up. An estimate for planning, printed as such."""
-    import torch
-
-    from hinet.arch import HINet
-    from hinet.losses import MultiStageLoss, make_loss
-    from hinet.step import TrainStep
-
+    """Estimated wall time of one run of ``spec`` on ``threads`` threads: a few timed training steps (the trainer's
+    own, :func:`hinet.build.build_training`, fast switches included) on random tensors of the recipe's batch and
+    crop, times the iterations, plus 15% for validation and start-up. An estimate for planning, printed as such."""
     r = spec.recipe
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        model = HINet(spec.model).train()
-        opt = torch.optim.Adam(model.parameters(), lr=r.lr, betas=r.betas)
-        step = TrainStep(model, MultiStageLoss(make_loss(r.loss, r.loss_weight)), opt, grad_clip=r.grad_clip)
+        step = build_training(spec).step
         batch = (torch.rand(r.batch_size, 3, r.crop, r.crop), torch.rand(r.batch_size, 3, r.crop, r.crop))
         float(step([batch]))  # warm-up
         t0 = time.perf_counter()

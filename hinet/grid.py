@@ -1,7 +1,7 @@
 """Run many training runs: one process per run, queued over CPU slots or GPUs, with a progress bar.
 
 The grid knows nothing about ablation families: it takes complete run specs (:class:`GridRun`, each a
-:class:`hinet.train.RunSpec` with its run directory and records file) and hands each one by value to
+:class:`hinet.spec.RunSpec` with its run directory and records file) and hands each one by value to
 ``python -m hinet.train --spec <run_dir>/spec.json``. Finished runs (``done.json``) are skipped, started
 ones (a checkpoint) resumed, so an interrupted grid continues where it stopped.
 
@@ -32,7 +32,8 @@ from pathlib import Path
 
 from .atomic import atomic_write_text, ensure_dir
 from .errors import UserError
-from .train import CHECKPOINT, DONE, RunSpec
+from .rundir import CHECKPOINT, DONE
+from .spec import RunSpec
 
 TRAIN_ENTRY: tuple[str, ...] = ("-m", "hinet.train")
 GRACE_S = 30.0

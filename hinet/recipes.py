@@ -9,9 +9,11 @@ that an ablation grid finishes on a laptop CPU. Proxy results are labelled "prox
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 from .config import HINetConfig, field_error, scaled
+from .errors import UserError
 from .losses import LOSSES
 from .tasks import TASK_NAMES, TASKS
 
@@ -129,43 +131,47 @@ PROXY_VAL_IMAGES = 128  # validation images per set of a proxy recipe
 PROXY_VAL_LOOKS = 2  # validations per proxy run (half-way and last)
 
 
-def proxy(recipe: Recipe, **overrides) -> Recipe:
-    """CPU-sized version of a paper recipe (same loss, betas, augmentation and schedule shape).
+PROXY_ITERS = 240  # optimiser steps of a proxy recipe
 
-    240 iterations of batch 8 on 64x64 crops, lr 1e-3, width / 4, depth - 2; validation on
-    :data:`PROXY_VAL_IMAGES` (128) images per set, :data:`PROXY_VAL_LOOKS` (2) times a run. Chosen by measurement
-    (``python -m studies.proxy_power``, results/tables/proxy_power.md; synthetic denoising, the components
-    family, 4 seeds x 64 images, per-image clamped PSNR, crossed seed x image variance components), on variance,
-    power and cost only, never on which variant wins:
 
-    * images: the paired differences ``variant - full`` vary more between test images (SD 0.56-0.97 dB for
-      no_csff, no_hin, single_stage; 0.03 for no_sam) than between seeds (SD 0.06-0.28 dB), so 8 images left the
-      image term dominant. With 8 seeds (what 15 minutes buy where a step takes ~140 ms, as on the AVX-512
-      machine whose records the study timed) 128 images minimise the largest MDE: 0.37 dB, against 0.40 with
-      64 images (9 seeds) and 1.13 with 8 images (10 seeds); the old default (3 seeds x 8 images) had 1.17.
-      On the 2-core AVX2 machines developers and CI have, a step takes ~0.35 s and a run ~105 s, so the default
-      grid (``ablations/run.py`` DEFAULT_SEEDS) has 3 seeds (MDE ~0.8 dB by the study's variance components);
-      128 images stay the better use of validation time there too.
-    * two validations instead of four pay for the images; the half-way look keeps the check that the ranking
-      has settled (in the pilot the resolvable differences kept their order from step 160-200 of 240 on).
-    * 240 iterations kept: a 480-iteration pilot of no_csff - full (the largest MDE at 240; 4 seeds) had a seed
-      SD of 0.16 dB (0.28 at 240) and about the same image SD (0.86 vs 0.81), so a 480-iteration grid (4 seeds
-      in the budget) would reach 0.34 dB on that comparison against 0.37 at 240: no real gain, and the other
-      comparisons were not measured at 480. From step 160 of 240 on the differences keep their final signs,
-      except single_stage - full (within +-0.04 dB of zero), which flips at step 200.
-    * the target of 0.1 dB for every comparison is out of reach in 15 minutes: the image term alone needs
-      about 1000-2000 images, the seed term about 90 seeds (~5 idle 2-core hours; results/tables/proxy_power.md).
+def with_iters(r: Recipe, iters: int) -> Recipe:
+    """The recipe shortened (or lengthened) to ``iters`` steps with the same schedule shape: the warm-up and the
+    validation period keep their share of the run (a proxy keeps its :data:`PROXY_VAL_LOOKS` looks). The one way
+    to change a recipe's length: the proxies, ``--iters`` and the tuning trials all use it."""
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise UserError(f"--iters {iters}: expected a positive number of training steps")
+    warmup = min(round(r.warmup_iters * iters / r.total_iters), iters - 1)
+    return replace(r, total_iters=iters, warmup_iters=warmup, val_every=max(1, r.val_every * iters // r.total_iters))
+
+
+def proxy(recipe: Recipe) -> Recipe:
+    """CPU-sized version of a paper recipe: the same loss, betas, augmentation and schedule shape, over
+    :data:`PROXY_ITERS` steps of batch 8 on 64x64 crops at lr 1e-3 (the floor keeps its ratio to the lr), the
+    network at width / 4 and depth - 2, validated :data:`PROXY_VAL_LOOKS` times on :data:`PROXY_VAL_IMAGES`
+    images per set.
+
+    The sizes were chosen by a measurement of variance, power and cost, never of which variant wins
+    (``python -m studies.proxy_power``; its figures are in results/tables/proxy_power.md and the README).
     """
-    total = overrides.pop("total_iters", 240)
-    warmup = round(recipe.warmup_iters / recipe.total_iters * total)
-    base = dict(name=f"{recipe.name}-proxy", total_iters=total, warmup_iters=warmup, batch_size=8, crop=64,
-                lr=1e-3, eta_min=recipe.eta_min / recipe.lr * 1e-3, val_every=max(1, total // PROXY_VAL_LOOKS),
-                val_limit=PROXY_VAL_IMAGES, log_every=20, proxy=True, width_divisor=4, depth_reduction=2)
-    return replace(recipe, **{**base, **overrides})
+    looks = replace(recipe, val_every=recipe.total_iters // PROXY_VAL_LOOKS)
+    scaled_recipe = with_iters(looks, PROXY_ITERS)
+    return replace(scaled_recipe, name=proxy_name(recipe.name), batch_size=8, crop=64, lr=1e-3,
+                   eta_min=recipe.eta_min / recipe.lr * 1e-3, val_limit=PROXY_VAL_IMAGES, log_every=20, proxy=True,
+                   width_divisor=4, depth_reduction=2)
+
+
+def proxy_name(paper: str) -> str:
+    """``sidd`` -> ``sidd-proxy``: the name of a paper recipe's proxy."""
+    return f"{paper}-proxy"
+
+
+def paper_name(name: str) -> str:
+    """``sidd-proxy`` -> ``sidd`` (a paper recipe's name is its own)."""
+    return name.removesuffix("-proxy")
 
 
 for _name in list(RECIPES):
-    RECIPES[f"{_name}-proxy"] = proxy(RECIPES[_name])
+    RECIPES[proxy_name(_name)] = proxy(RECIPES[_name])
 
 
 def recipe(name: str) -> Recipe:
@@ -188,8 +194,6 @@ def lr_at(recipe: Recipe, step: int) -> float:
     curve, not the closed form (Rain13k: 0.144% above it; no jump at the end of the warm-up). Steps past
     ``total_iters`` keep the final value ``eta_min``.
     """
-    import math
-
     warmup, total = recipe.warmup_iters, recipe.total_iters
     if step + 1 < warmup:
         return recipe.lr * (step + 1) / warmup

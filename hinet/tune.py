@@ -170,7 +170,7 @@ def base_config(recipe: Recipe) -> HINetConfig:
 def trial_spec(recipe: Recipe, params: dict, *, seed: int, data: str | None, variant: str):
     """The ``RunSpec`` of one trial: ``params`` (as from :meth:`SearchSpace.suggest`) replaced into the
     proxy recipe and its scaled network. The learning-rate floor keeps the recipe's eta_min / lr ratio."""
-    from .train import RunSpec
+    from .spec import RunSpec
 
     left, right = (int(v) for v in params["norm_levels"].split("-"))
     net = replace(base_config(recipe), width=params["width"], norm_ratio=float(params["norm_ratio"]),

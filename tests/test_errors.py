@@ -370,7 +370,8 @@ def _train_spec(content: str, words: list[str]) -> Callable[[Path], Bad]:
     def build(tmp: Path) -> Bad:
         spec = tmp / "spec.json"
         if content == "bad-field":
-            from hinet.train import build_parser, resolve_spec
+            from hinet.spec import resolve_spec
+            from hinet.train import build_parser
 
             data = resolve_spec(build_parser().parse_args(["--run-dir", str(tmp / "x"), *TRAIN_FAST])).to_dict()
             data["model"]["csff"] = "no"
@@ -387,7 +388,8 @@ def _train_spec_edit(edit: Callable[[dict], object], words: list[str]) -> Callab
     """A spec file written by RunSpec.to_dict(), then edited: a hole, or a frozen field changed."""
 
     def build(tmp: Path) -> Bad:
-        from hinet.train import build_parser, resolve_spec
+        from hinet.spec import resolve_spec
+        from hinet.train import build_parser
 
         data = resolve_spec(build_parser().parse_args(["--run-dir", str(tmp / "x"), *TRAIN_FAST])).to_dict()
         edit(data)
@@ -403,7 +405,8 @@ def _train_resume(damaged: str) -> Callable[[Path], Bad]:
     """A started run (config.json + checkpoints/last.pth written as the trainer writes them), one damaged."""
 
     def build(tmp: Path) -> Bad:
-        from hinet.train import build_parser, resolve_spec
+        from hinet.spec import resolve_spec
+        from hinet.train import build_parser
 
         argv = ["--run-dir", str(tmp / "run"), *TRAIN_FAST]
         spec = resolve_spec(build_parser().parse_args(argv))
@@ -964,7 +967,8 @@ def test_other_words_are_refused_naming_the_field(word):
 def test_bool_override_through_the_trainer_command_line(word, tmp_path):
     """``--model-set csff=<word> --model-set sam=<word>`` builds the run spec and network the word means."""
     from hinet.fields import TRUE_WORDS
-    from hinet.train import build_parser, resolve_spec
+    from hinet.spec import resolve_spec
+    from hinet.train import build_parser
 
     meaning = word.lower() in TRUE_WORDS
     spec = resolve_spec(build_parser().parse_args(["--run-dir", str(tmp_path), *TRAIN_FAST, "--model-set",

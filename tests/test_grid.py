@@ -18,7 +18,7 @@ from hinet.config import preset
 from hinet.errors import UserError
 from hinet.grid import GridRun, command, gpu_slots, parse_gpus, run_local
 from hinet.recipes import recipe
-from hinet.train import RunSpec
+from hinet.spec import RunSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,8 @@ from hinet.config import scaled
 from hinet.evaluate import parse_protocol
 from hinet.recipes import recipe
 from hinet.records import read_image_metrics, read_records
-from hinet.train import PreflightError, RunSpec, train
+from hinet.spec import PreflightError, RunSpec
+from hinet.train import train
 
 
 def tiny_spec(evaluations):

@@ -10,7 +10,8 @@ import pytest
 from hinet.config import preset, scaled
 from hinet.recipes import recipe
 from hinet.records import read_image_metrics, read_records
-from hinet.train import RunSpec, train
+from hinet.spec import RunSpec
+from hinet.train import train
 
 
 def tiny_spec(seed: int = 0) -> RunSpec:

@@ -1,12 +1,12 @@
 """Benchmark: one training step at proxy scale, eager fp32 vs the fast training paths of hinet.fast.
 
-The step is ``hinet.train``'s own step function, :class:`hinet.step.TrainStep` (forward, multi-stage loss,
-backward, global-norm clip 0.01, Adam; one micro-batch), built from the recipe ``sidd-proxy`` (HINet width
+The step is ``hinet.train``'s own, built by :func:`hinet.build.build_training` (forward, multi-stage loss,
+backward, global-norm clip 0.01, Adam; one micro-batch), from the recipe ``sidd-proxy`` (HINet width
 16, depth 3, batch 8 of 64x64 crops, L1 loss, Adam lr 1e-3, betas (0.9, 0.999)). Batches are SYNTHETIC
 uniform noise.
 
 * ``eager``: the network as ``hinet.train`` builds it by default (NCHW, reference PartialNorm, fp32);
-* ``fast``: :func:`hinet.fast.fast_train_setup` (channels_last, fused PartialNorm, in-place LeakyReLU), fp32
+* ``fast``: a spec with the fast switches (channels_last, fused PartialNorm, in-place LeakyReLU), fp32
   (target >= 1.2x);
 * ``fast-bf16``: the same under bfloat16 autocast (changes the numbers; what ``--precision bf16`` trains with).
   Skipped, with :func:`hinet.hardware.reduced_precision_ok`'s reason, where bf16 is not faster than fp32 on
@@ -20,13 +20,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hinet.arch import HINet
+from hinet.build import build_training
 from hinet.config import preset
-from hinet.fast import fast_train_setup
 from hinet.hardware import reduced_precision_ok, resolve_precision
-from hinet.losses import MultiStageLoss, make_loss
 from hinet.recipes import recipe
-from hinet.step import TrainStep
+from hinet.spec import RunSpec
 
 from .timing import compare
 
@@ -36,14 +34,13 @@ ROUNDS = 15
 
 def proxy_step(fast: bool, precision: str = "fp32", seed: int = 0):
     """A ``step()`` closure training a fresh proxy network on one fixed SYNTHETIC batch (NCHW RGB in [0, 1]),
-    and the batch size. ``precision`` (``fp32``/``bf16``) is resolved for the CPU with policy ``"error"``."""
+    and the batch size. The step is built as the trainer builds it (:func:`hinet.build.build_training`) from the
+    spec of a run with the fast switches on or off; ``precision`` (``fp32``/``bf16``) is resolved for the CPU with
+    policy ``"error"``."""
     r = recipe(RECIPE)
-    torch.manual_seed(seed)
-    model = HINet(r.network(preset(r.preset))).train()
-    net = fast_train_setup(model) if fast else model
-    opt = torch.optim.Adam(model.parameters(), lr=r.lr, betas=r.betas, weight_decay=r.weight_decay)
-    step = TrainStep(net, MultiStageLoss(make_loss(r.loss, r.loss_weight)), opt, grad_clip=r.grad_clip,
-                     precision=resolve_precision(precision, "cpu", "error"), channels_last=fast)
+    spec = RunSpec(r, r.network(preset(r.preset)), seed, precision=resolve_precision(precision, "cpu", "error"),
+                   channels_last=fast, fused_norm=fast, inplace_act=fast)
+    step = build_training(spec).step
     g = torch.Generator().manual_seed(seed + 1)
     batch = [(torch.rand(r.batch_size, 3, r.crop, r.crop, generator=g),
               torch.rand(r.batch_size, 3, r.crop, r.crop, generator=g))]  # one micro-batch (degraded, clean)
