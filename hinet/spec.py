@@ -27,11 +27,6 @@ class PreflightError(UserError, ValueError):
     """Data, an output path or a spec field is unusable; found before the first training step."""
 
 
-# RunSpec fields that to_dict() writes only when set, so their absence from a stored spec means the default;
-# every other field of a spec file must be present (RunSpec.from_dict).
-OMITTED_WHEN_UNSET = ("train_crops", "fused_norm", "inplace_act", "evaluations", "reference")
-
-
 def _require_fields(d: dict, names: list[str], where: str) -> None:
     missing = [name for name in names if name not in d]
     if missing:
@@ -72,25 +67,20 @@ class RunSpec:
             raise ValueError(f"RunSpec.init={self.init!r}: expected one of {INITS}")
 
     def to_dict(self) -> dict:
-        out = {"recipe": self.recipe.to_dict(), "model": self.model.to_dict(), "seed": self.seed,
-               "data": self.data, "family": self.family, "variant": self.variant,
-               "precision": self.precision, "channels_last": self.channels_last, "init": self.init}
-        for key in OMITTED_WHEN_UNSET:  # only when set: hashes of earlier specs stay valid
-            if getattr(self, key):
-                out[key] = getattr(self, key)
-        return out
+        """Plain JSON of every field (the recipe and the network as their own ``to_dict``)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {**out, "recipe": self.recipe.to_dict(), "model": self.model.to_dict(),
+                "evaluations": list(self.evaluations)}
 
     @classmethod
     def from_dict(cls, d: dict) -> RunSpec:
         """The spec of :meth:`to_dict`'s JSON, checked as the command-line flags are: every field by its
         declared type (a stored ``"csff": "no"`` is an error naming the field, never a truthy string), every
-        field present (a missing one is an error naming it, never a dataclass default; only the fields of
-        :data:`OMITTED_WHEN_UNSET` mean their default when absent), and the recipe's frozen fields
+        field present (a missing one is an error naming it, never a dataclass default), and the recipe's frozen fields
         (:data:`FROZEN_RECIPE_FIELDS`) equal to those of the recipe it names."""
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, got {type(d).__name__}")
-        _require_fields(d, ["recipe", "model", *(f.name for f in fields(cls)
-                                                  if f.name not in ("recipe", "model", *OMITTED_WHEN_UNSET))], "spec")
+        _require_fields(d, [f.name for f in fields(cls)], "spec")
         for key, kind in (("recipe", Recipe), ("model", HINetConfig)):
             if isinstance(d[key], dict):
                 _require_fields(d[key], [f.name for f in fields(kind)], key)

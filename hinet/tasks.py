@@ -76,16 +76,3 @@ def task(name: str) -> Task:
     if name not in TASKS:
         raise UserError(f"unknown task {name!r}; expected one of {TASK_NAMES}")
     return TASKS[name]
-
-
-def task_of_dataset(dataset: str) -> Task:
-    """The task whose paper dataset is ``dataset`` (``sidd`` -> denoise)."""
-    if dataset not in DATASETS:
-        raise UserError(f"unknown dataset {dataset!r}; expected one of {tuple(DATASETS)}")
-    return DATASETS[dataset]
-
-
-def check_vocabulary(value: str, vocabulary: tuple[str, ...], field: str) -> str:
-    if value not in vocabulary:
-        raise UserError(f"{field}={value!r}: expected one of {vocabulary}")
-    return value

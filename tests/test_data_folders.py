@@ -23,6 +23,7 @@ from hinet.data import (
     read_image_size,
     write_image,
 )
+from hinet.data.verify import verify_pairs
 
 
 def rand_img(seed: int, h: int = 10, w: int = 14) -> torch.Tensor:
@@ -176,7 +177,7 @@ def test_unpaired_and_size_mismatch(tmp_path: Path) -> None:
     msg = str(err.value)
     assert "input/b.png" in msg and "target/b.png" in msg and "10x14" in msg and "12x14" in msg
     with pytest.raises(DatasetError, match=r"input/b\.png is 10x14.*target/b\.png is 12x14"):
-        ds.verify()
+        verify_pairs(ds, progress=False, decode="header")
 
 
 # ------------------------------------------------------------------------------------------------ locate

@@ -127,13 +127,6 @@ class PairedFiles(Dataset):
         """The scene of item ``index`` (see :meth:`scene_of`)."""
         return self.scene_of(self.pairs[index].name)
 
-    def verify(self, decode: str = "header", progress: bool = False) -> None:
-        """Check every pair's files (see :func:`hinet.data.verify.verify_pairs`; default: sizes from the headers
-        only). Raises :class:`DatasetError` naming the first bad file."""
-        from .verify import verify_pairs
-
-        verify_pairs(self, progress, decode=decode)  # type: ignore[arg-type]
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, root={str(self.root)!r}, items={len(self)})"
 
