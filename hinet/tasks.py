@@ -13,6 +13,7 @@ the paper's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .errors import UserError
@@ -44,18 +45,37 @@ class Task:
     synthetic_sets: tuple[str, ...]
 
 
+SYNTHETIC_SUFFIX = " (synthetic)"  # ends the name of every synthetic stand-in set
+
+
+def synthetic_name(name: str) -> str:
+    """``SIDD`` -> ``SIDD (synthetic)``: the name of a set's synthetic stand-in."""
+    return name + SYNTHETIC_SUFFIX
+
+
+def real_name(name: str) -> str:
+    """``SIDD (synthetic)`` -> ``SIDD`` (a real set's name is its own)."""
+    return name.removesuffix(SYNTHETIC_SUFFIX)
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of ``text``: runs of other characters than ``[A-Za-z0-9_.-]`` become ``-``
+    (``ensemble(a+b)`` -> ``ensemble-a-b``; an empty result is ``output``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "output"
+
+
 RAIN13K_TEST_SETS: tuple[str, ...] = ("Test100", "Rain100H", "Rain100L", "Test2800", "Test1200")
 # The synthetic test set of every task whose clean images are crops of held-out photographs (hinet.data.synthetic)
-NATURAL_PHOTOS_SET = "natural photographs (synthetic)"
+NATURAL_PHOTOS_SET = synthetic_name("natural photographs")
 
 TASKS: dict[str, Task] = {
     t.name: t for t in (
         Task("denoise", "sidd", "SIDD", "sidd-medium", ("sidd-val",), (), ("official", "clamped"),
-             ("SIDD (synthetic)", NATURAL_PHOTOS_SET)),
+             (synthetic_name("SIDD"), NATURAL_PHOTOS_SET)),
         Task("deblur", "gopro", "GoPro", "gopro", ("gopro",), ("hide",), ("official",),
-             ("GoPro (synthetic)", NATURAL_PHOTOS_SET)),
+             (synthetic_name("GoPro"), NATURAL_PHOTOS_SET)),
         Task("derain", "rain13k", "Rain13k", "rain13k", ("rain13k",), (), ("official",),
-             (*(f"{s} (synthetic)" for s in RAIN13K_TEST_SETS), NATURAL_PHOTOS_SET)),
+             (*map(synthetic_name, RAIN13K_TEST_SETS), NATURAL_PHOTOS_SET)),
     )
 }
 TASK_NAMES: tuple[str, ...] = tuple(TASKS)

@@ -12,7 +12,7 @@ from hinet.report import build_report, output_for
 
 # "baseline" sorts before the declared reference "full": the report must read the reference from the records
 VARIANTS = {"full": 0.0, "no_csff": -1.0, "no_sam": 0.0, "no_hin": -0.3, "baseline": 0.0}
-STEM = "components_SIDD-synthetic_synthetic_proxy"
+STEM = "components_SIDD_synthetic_proxy"
 SEEDS, IMAGES, STEPS = (0, 1, 2, 3), 24, (10, 20)
 
 
@@ -115,8 +115,8 @@ def test_each_validation_set_gets_its_own_verdicts(tmp_path):
             write_image_metrics(records.parent / "per_image", common, 10, images)
     append_records(records, rows)
     build_report(records.parent, tmp_path / "out")
-    for name, stem in (("SIDD (synthetic)", "SIDD-synthetic"),
-                       ("natural photographs (synthetic)", "natural-photographs-synthetic")):
+    for name, stem in (("SIDD (synthetic)", "SIDD"),
+                       ("natural photographs (synthetic)", "natural-photographs")):
         for estimand in ("test_set", "population"):
             out = tmp_path / "out" / "tables" / f"verdicts_components_{stem}_synthetic_proxy_{estimand}.csv"
             table = pd.read_csv(out)

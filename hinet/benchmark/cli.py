@@ -14,7 +14,7 @@ from ..atomic import atomic_write_text, check_output
 from ..errors import ArgumentParser, run_command
 from ..evaluate import DEFAULT_PROTOCOLS, PROTOCOLS
 from ..records import append_records, git_info
-from ..tasks import NATURAL_PHOTOS_SET
+from ..tasks import NATURAL_PHOTOS_SET, slug
 from .formatting import build_notes, emit, format_table
 from .results import DEFAULT_RECORDS, records_for, summary, summary_json
 from .scoring import (
@@ -25,7 +25,6 @@ from .scoring import (
     published_references,
     resolve_device,
     selected_protocols,
-    slug,
     to_rows,
 )
 from .specs import Benchmark

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import Record, config_hash, environment, utc_now
-from ..tasks import CHECKPOINT_EVAL
+from ..tasks import CHECKPOINT_EVAL, real_name
 from .specs import SYNTHETIC_NOTE, Benchmark, Method, Reference, Row
 
 DEFAULT_RECORDS = Path("results/records") / f"{CHECKPOINT_EVAL}.jsonl"
@@ -56,7 +56,7 @@ def records_for(bench: Benchmark, method: Method, rows: Sequence[Row], args: arg
                          "configs": method.configs, "tta": bool(args.tta)})
     out = []
     for r in rows:
-        base = r.dataset.removesuffix(" (synthetic)")
+        base = real_name(r.dataset)
         for metric, value in r.metrics.items():
             _check_finite(value, f"{method.name} on {r.dataset}, {r.protocol}, {metric}")
             out.append(Record(

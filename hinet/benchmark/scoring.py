@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from ..checkpoint import load
 from ..data import open_test_sets, synthetic_test_sets
 from ..evaluate import PROTOCOLS, Protocol, SetResult, default_protocols, evaluate, with_tlc
 from ..published import load_published
+from ..tasks import slug, synthetic_name
 from .specs import DEGRADED_INPUT, Benchmark, Method, Reference, Row, degraded_input
 
 
@@ -73,11 +73,6 @@ def selected_protocols(bench: Benchmark, names: Sequence[str] | None, exact_ssim
     return protos
 
 
-def slug(text: str) -> str:
-    """A file-name-safe form of a label ('ensemble(a+b)' -> 'ensemble-a-b')."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "output"
-
-
 def evaluate_protocols(method: Method, datasets: dict[str, Dataset], protocols: Sequence[Protocol], *,
                        tta: bool, limit: int | None, device: torch.device, batch_size: int, workers: int,
                        progress: bool, save_dir: Path | None, perceptual: bool = False) -> list[SetResult]:
@@ -118,7 +113,7 @@ def average_rows(rows: Sequence[Row], name: str) -> list[Row]:
         group = [r for r in rows if r.protocol == proto]
         keys = [k for k in group[0].metrics if all(k in r.metrics for r in group)]
         synthetic = any(r.synthetic for r in group)
-        label = f"{name} (synthetic)" if synthetic else name
+        label = synthetic_name(name) if synthetic else name
         means = {k: sum(r.metrics[k] for r in group) / len(group) for k in keys}
         out.append(Row(label, proto, group[0].description, sum(r.count for r in group),
                        sum(r.total for r in group), means, synthetic,

@@ -42,7 +42,7 @@ from scipy import ndimage
 from skimage.draw import line_aa
 from torch.utils.data import Dataset
 
-from ..tasks import NATURAL_PHOTOS_SET, TASK_NAMES, TASKS
+from ..tasks import NATURAL_PHOTOS_SET, TASK_NAMES, TASKS, synthetic_name
 from .deadleaves import dead_leaves, scene_id
 from .deadleaves import stable_code as _stable_code
 from .rain13k import RAIN13K_TEST_SETS
@@ -305,7 +305,7 @@ def synthetic_test_sets(task: Task | str, *, size: int = 128, count: int = 8, se
     """
     if task not in TASKS:
         raise ValueError(f"unknown synthetic task {task!r}; expected one of {SYNTHETIC_TASKS}")
-    levels = {f"{s} (synthetic)": _RAIN_SET_LEVELS.get(s, "medium") for s in RAIN13K_TEST_SETS}
+    levels = {synthetic_name(s): _RAIN_SET_LEVELS.get(s, "medium") for s in RAIN13K_TEST_SETS}
     out: dict[str, Dataset] = {}
     for name in TASKS[task].synthetic_sets:
         natural = name == NATURAL_PHOTOS_SET

@@ -38,7 +38,7 @@ from ..atomic import check_output
 from ..errors import ArgumentParser, run_command
 from ..published import PUBLISHED_COLUMNS, PUBLISHED_DIR, load_published, paper_points
 from ..records import image_store, read_image_metrics, read_records
-from ..tasks import EVALUATION_FAMILIES, NON_ABLATION_FAMILIES, SPEED, STUDY
+from ..tasks import EVALUATION_FAMILIES, NON_ABLATION_FAMILIES, SPEED, STUDY, slug
 from .consistency import check_per_image
 from .figures import (
     DPI,
@@ -51,7 +51,7 @@ from .figures import (
     speed_figure,
     tune_figures,
 )
-from .labels import NOT_COMPARABLE, PAPER_RECIPES, is_paper_kind, kind_label, slug, stem
+from .labels import NOT_COMPARABLE, PAPER_RECIPES, is_paper_kind, kind_label, stem
 from .statistics import (
     EVAL_SPLITS,
     QUALITY,

@@ -7,9 +7,7 @@ real checkpoints (:func:`is_paper_kind`) are ever drawn beside published numbers
 
 from __future__ import annotations
 
-import re
-
-from ..tasks import PAPER_KINDS
+from ..tasks import PAPER_KINDS, real_name, slug
 
 PAPER_RECIPES = PAPER_KINDS  # recipes whose real-data results may share axes with paper numbers (hinet.tasks)
 NOT_COMPARABLE = "not comparable to the paper"
@@ -27,15 +25,11 @@ def kind_label(synthetic: bool, recipe: str) -> str:
     return label if is_paper_kind(synthetic, recipe) else f"{label} ({NOT_COMPARABLE})"
 
 
-def slug(text: str) -> str:
-    """A file-name-safe form of ``text``: runs of other characters than ``[A-Za-z0-9_.-]`` become ``-``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")
-
-
 def stem(family: str, dataset: str | None, synthetic: bool, recipe: str) -> str:
     """``<family>_<dataset>`` for paper kinds, else ``<family>_<dataset>_[synthetic_]<recipe>``
-    (``dataset`` None: the family alone, as for training curves)."""
-    out = slug(family) if dataset is None else f"{slug(family)}_{slug(dataset)}"
+    (``dataset`` None: the family alone, as for training curves). The dataset goes in by its real name: a
+    synthetic stand-in says so once, in ``synthetic_``."""
+    out = slug(family) if dataset is None else f"{slug(family)}_{slug(real_name(dataset))}"
     if is_paper_kind(synthetic, recipe):
         return out
     return f"{out}_{'synthetic_' if synthetic else ''}{slug(recipe)}"
