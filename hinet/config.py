@@ -11,8 +11,10 @@ Field names say what things are; the official constructor's names are given besi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from .fields import vocabulary
 
 NORMALIZATIONS = ("half_instance", "instance", "batch", "none")
 
@@ -52,7 +54,7 @@ class HINetConfig:
     depth: int = 5
     stages: int = 2
     in_channels: int = 3
-    norm: str = "half_instance"
+    norm: str = field(default="half_instance", metadata=vocabulary(NORMALIZATIONS))
     norm_ratio: float | None = None
     norm_levels: tuple[int, int] | None = None
     csff: bool = True

@@ -42,7 +42,7 @@ from typing import Any
 from .errors import UserError
 
 __all__ = ["OverrideError", "StoredFieldError", "apply_overrides", "check_stored", "field_types", "parse_overrides",
-           "parse_value", "vocabularies"]
+           "parse_value", "vocabularies", "vocabulary"]
 
 TRUE_WORDS = ("true", "1", "yes", "on")
 FALSE_WORDS = ("false", "0", "no", "off")
@@ -70,20 +70,15 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
+def vocabulary(words) -> dict[str, tuple[str, ...]]:
+    """Field metadata declaring the fixed word list of a plain ``str`` field:
+    ``norm: str = field(default="half_instance", metadata=vocabulary(NORMALIZATIONS))``."""
+    return {"vocabulary": tuple(words)}
+
+
 def vocabularies(cls: type) -> dict[str, tuple[str, ...]]:
-    """The fixed word lists of ``cls``'s plain ``str`` fields (those its ``__post_init__`` checks)."""
-    from .config import NORMALIZATIONS, HINetConfig
-    from .recipes import AUGMENTATIONS, Recipe
-    from .tasks import TASK_NAMES
-
-    if issubclass(cls, HINetConfig):
-        return {"norm": NORMALIZATIONS}
-    if issubclass(cls, Recipe):
-        from .config import PRESETS
-        from .losses import LOSSES
-
-        return {"task": TASK_NAMES, "loss": tuple(LOSSES), "augment": AUGMENTATIONS, "preset": tuple(PRESETS)}
-    return {}
+    """The word lists that ``cls``'s fields declare (:func:`vocabulary`), by field name."""
+    return {f.name: f.metadata["vocabulary"] for f in dataclasses.fields(cls) if "vocabulary" in f.metadata}
 
 
 def _optional_parts(hint: Any) -> tuple[bool, Any]:

@@ -10,10 +10,11 @@ that an ablation grid finishes on a laptop CPU. Proxy results are labelled "prox
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
-from .config import HINetConfig, field_error, scaled
+from .config import PRESETS, HINetConfig, field_error, scaled
 from .errors import UserError
+from .fields import vocabulary
 from .losses import LOSSES
 from .tasks import TASK_NAMES, TASKS
 
@@ -46,15 +47,15 @@ class Recipe:
     """
 
     name: str
-    task: str
-    preset: str
-    loss: str
+    task: str = field(metadata=vocabulary(TASK_NAMES))
+    preset: str = field(metadata=vocabulary(PRESETS))
+    loss: str = field(metadata=vocabulary(LOSSES))
     loss_weight: float
     eta_min: float
     betas: tuple[float, float]
     seed: int
     val_every: int
-    augment: str = "dihedral"
+    augment: str = field(default="dihedral", metadata=vocabulary(AUGMENTATIONS))
     lr: float = 2e-4
     weight_decay: float = 0.0
     warmup_iters: int = 0

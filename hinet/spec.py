@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from .config import PRESETS, HINetConfig, preset, scaled
 from .errors import UserError
 from .evaluate import default_protocols, parse_protocol
-from .fields import apply_overrides, check_stored
+from .fields import apply_overrides, check_stored, vocabulary
 from .recipes import RECIPES, Recipe, recipe, with_iters
 from .step import PRECISIONS
 
@@ -44,7 +44,7 @@ class RunSpec:
     data: str | None = None  # dataset directory; None = the synthetic default
     family: str = "adhoc"
     variant: str = "custom"
-    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; CUDA only for fp16)
+    precision: str = field(default="fp32", metadata=vocabulary(PRECISIONS))  # autocast; CUDA only for fp16
     channels_last: bool = False
     train_crops: str | None = None  # folder written by `python -m hinet.data.prepare` (input_crops/gt_crops)
     fused_norm: bool = False  # hinet.fast: one scale/shift instead of slice + norm + concat (same numbers)
@@ -55,7 +55,7 @@ class RunSpec:
     evaluations: tuple[str, ...] = ()
     # Initial weights: "per-module" (HINet.reset_parameters(seed): a module of the same name and shape starts
     # alike in every variant: common random numbers) or "torch" (the modules' default draws in build order).
-    init: str = "per-module"
+    init: str = field(default="per-module", metadata=vocabulary(INITS))
     # The variant the family compares every variant with (ablations/<family>.py REFERENCE); None for ad-hoc runs.
     reference: str | None = None
 

@@ -65,7 +65,7 @@ from .config import HINetConfig, preset
 from .errors import ArgumentParser, UserError, run_command
 from .evaluate import DEFAULT_PROTOCOLS, protocol
 from .losses import LOSSES
-from .recipes import RECIPES, Recipe, proxy
+from .recipes import RECIPES, Recipe, proxy_name, with_iters
 from .report.figures import tune_figures  # the study's report (table and figures) lives with every figure
 from .tasks import NATURAL_PHOTOS_SET, STUDY, TASK_NAMES, TASKS
 
@@ -153,7 +153,7 @@ def base_recipe(name: str, iters: int, *, val_every: int | None = None, val_limi
                          f"{sorted(n for n in RECIPES if not RECIPES[n].proxy)} (with or without -proxy)")
     if iters < 1:
         raise ValueError(f"iters={iters}: expected at least 1 iteration per trial")
-    r = proxy(RECIPES[paper], total_iters=iters)
+    r = with_iters(RECIPES[proxy_name(paper)], iters)
     overrides: dict = {}
     if val_every is not None:
         overrides["val_every"] = val_every
