@@ -2,8 +2,8 @@
 
 Every file the suite writes whole (checkpoints, ``config.json``, ``done.json``, ``--json`` summaries,
 report tables and figures, per-image result files) goes through :func:`atomic_write`: the new content is
-written to a temp file beside the target (``.<name>.<host>.<pid>-<random>.tmp``), flushed and fsynced, given the mode
-the umask allows (as ``open()`` would create it, not ``mkstemp``'s 0600), then renamed over the target.
+written to a temp file beside the target (``.<name>.<host>.<pid>-<random>.tmp<suffix>``), flushed and fsynced,
+given the mode the umask allows, then renamed over the target.
 A reader sees the old file or the new one, never a torn one. Temp files left by an interrupted earlier
 write (a SIGKILL between write and rename) are removed by the next write of the same target, or of any
 file in the same folder when their writer was a process of this host that is gone; a temp file whose
@@ -21,7 +21,6 @@ import errno
 import os
 import re
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -146,40 +145,12 @@ def check_output(path: str | os.PathLike, flag: str | None = None, *, folder: bo
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) -> Path:
-    """Write ``path`` atomically: ``write(fh)`` fills a temp file in the same folder, then rename.
-
-    Returns ``path``. On any failure the temp file is removed, the previous ``path`` is untouched and an
-    OSError becomes :class:`OutputError` naming ``path``.
-    """
-    path = Path(path)
-    ensure_dir(path.parent)
-    _remove_stale(path)  # earlier writes killed before their rename
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_tag()}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise output_error(path, err) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OutputError):
-            raise
-        raise output_error(path, err) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    return path
+    """Write ``path`` atomically: ``write(fh)`` fills a temp file in the same folder (:func:`replacing`), then
+    rename. Returns ``path``. On any failure the temp file is removed, the previous ``path`` is untouched and an
+    OSError becomes :class:`OutputError` naming ``path``."""
+    with replacing(path) as tmp, os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb") as fh:
+        write(fh)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -192,8 +163,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 @contextlib.contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
-    """For writers that insist on a file name (matplotlib, pandas, pyarrow): yields a temp path in the
-    same folder; on a clean exit it is renamed over ``path``, on an error removed."""
+    """The one atomic-write primitive: yields a temp path in ``path``'s folder for the caller to write (by name:
+    matplotlib, pandas, pyarrow; or through :func:`atomic_write`); on a clean exit it is fsynced, given the mode
+    the umask allows and renamed over ``path`` (the rename made durable too), on an error removed."""
     path = Path(path)
     ensure_dir(path.parent)
     _remove_stale(path)  # earlier writes killed before their rename
@@ -215,3 +187,9 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)

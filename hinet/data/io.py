@@ -27,13 +27,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..atomic import atomic_write_bytes as _atomic_write_bytes
+from ..atomic import atomic_write_bytes
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "DatasetError",
     "DatasetNotFoundError",
-    "atomic_write_bytes",
     "is_image_file",
     "read_image",
     "read_image_size",
@@ -119,12 +118,6 @@ def to_uint8(img: torch.Tensor) -> torch.Tensor:
     if not torch.is_floating_point(img):
         raise TypeError(f"expected a floating-point tensor in [0, 1], got dtype {img.dtype}")
     return img.detach().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically with :func:`hinet.atomic.atomic_write_bytes` (temp file in the same
-    folder, fsync, mode from the umask, ``os.replace``); an unwritable path raises ``OutputError`` naming it."""
-    _atomic_write_bytes(path, data)
 
 
 def write_image(path: str | os.PathLike[str], img: torch.Tensor, *, compression_level: int = 3) -> None:

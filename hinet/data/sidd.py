@@ -38,7 +38,8 @@ import scipy.io
 import torch
 from torch.utils.data import Dataset
 
-from .io import DatasetError, DatasetNotFoundError, atomic_write_bytes
+from ..atomic import atomic_write_bytes
+from .io import DatasetError, DatasetNotFoundError
 from .paired import Pair, PairedFiles
 
 __all__ = [
