@@ -255,11 +255,13 @@ def score(pred: torch.Tensor, target: torch.Tensor, proto: Protocol) -> dict[str
 
 @dataclass
 class SetResult:
-    """Mean metrics of one test set under one protocol, with the per-image values.
+    """Mean metrics of one test set under one protocol, with the per-image values: the one result row of the suite
+    (the trainer's validations and the benchmark commands' tables both report these).
 
     ``names[i]`` and ``scenes[i]`` are the item name and scene of the image scored in ``per_image[metric][i]``;
     the scene is the dataset's ``scene(index)`` (images of one scene share content), the name itself for a
-    dataset without one.
+    dataset without one. ``count`` images were scored of the set's ``total`` (fewer with a limit). An aggregate
+    row (e.g. Rain13k's Average) has no per-image values and says in ``derived`` how it was formed.
     """
 
     dataset: str
@@ -271,6 +273,8 @@ class SetResult:
     names: list[str]
     synthetic: bool
     scenes: list[str]
+    total: int
+    derived: str | None = None
 
     def summary(self) -> dict:
         out = asdict(self)
@@ -359,5 +363,5 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
         for p in protocols:
             means = {k: float(torch.tensor(v, dtype=torch.float64).mean()) for k, v in per[p.name].items()}
             results.append(SetResult(set_name, p.name, p.describe(), len(names), means, per[p.name], names,
-                                     synthetic, scenes))
+                                     synthetic, scenes, len(datasets[set_name])))
     return results

@@ -33,8 +33,8 @@ from __future__ import annotations
 from .cli import build_parser, check_args, main, run
 from .results import CHECKPOINT_EVAL, DEFAULT_RECORDS, records_for, summary, summary_json
 from .scoring import load_method, published_references, selected_protocols
-from .specs import GOPRO, RAIN13K, SIDD, Benchmark, Method, Reference, Row
+from .specs import GOPRO, RAIN13K, SIDD, Benchmark, Method, Reference
 
 __all__ = ["CHECKPOINT_EVAL", "DEFAULT_RECORDS", "GOPRO", "RAIN13K", "SIDD", "Benchmark", "Method", "Reference",
-           "Row", "build_parser", "check_args", "load_method", "main", "published_references", "records_for",
+           "build_parser", "check_args", "load_method", "main", "published_references", "records_for",
            "run", "selected_protocols", "summary", "summary_json"]

@@ -25,7 +25,6 @@ from .scoring import (
     published_references,
     resolve_device,
     selected_protocols,
-    to_rows,
 )
 from .specs import Benchmark
 
@@ -142,7 +141,7 @@ def run(bench: Benchmark, args: argparse.Namespace) -> int:
     results = evaluate_protocols(method, datasets, protocols, tta=args.tta, limit=args.limit, device=args.device,
                                  batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress,
                                  save_dir=args.save_images, perceptual=args.lpips)
-    rows = to_rows(results, datasets)
+    rows = list(results)
     if bench.average is not None:
         rows += average_rows([r for r in rows if r.dataset != NATURAL_PHOTOS_SET], bench.average)  # stand-ins
     refs = None if synthetic else published_references(bench, rows, ("HINet-Local",) if args.tlc else ())

@@ -9,8 +9,8 @@ import argparse
 import re
 from collections.abc import Mapping, Sequence
 
-from ..evaluate import Protocol
-from .specs import SYNTHETIC_NOTE, Benchmark, Method, Reference, Row
+from ..evaluate import Protocol, SetResult
+from .specs import SYNTHETIC_NOTE, Benchmark, Method, Reference
 
 # An output block whose official PSNR exceeds its clamped PSNR by more than this was scored with peak 255
 # (+20*log10(255) = 48.13 dB); clamping alone cannot gain that much on a sane output.
@@ -22,7 +22,7 @@ def _fmt(value: float | None, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
 
-def format_table(rows: Sequence[Row], refs: Mapping[str, Sequence[Reference]] | None, synthetic: bool) -> str:
+def format_table(rows: Sequence[SetResult], refs: Mapping[str, Sequence[Reference]] | None, synthetic: bool) -> str:
     """GitHub-markdown table: one line per (set, protocol), or per (set, protocol, published method) on real
     data, with ``diff = ours - published``."""
     from tabulate import tabulate
@@ -52,7 +52,7 @@ def format_table(rows: Sequence[Row], refs: Mapping[str, Sequence[Reference]] | 
     return tabulate(lines, headers=headers, tablefmt="github", disable_numparse=True)
 
 
-def sidd_peak_note(rows: Sequence[Row]) -> list[str]:
+def sidd_peak_note(rows: Sequence[SetResult]) -> list[str]:
     """Explain official vs clamped when they differ by more than 0.01 dB on a set (the official peak heuristic)."""
     notes = []
     for dataset in dict.fromkeys(r.dataset for r in rows):
@@ -72,7 +72,7 @@ def sidd_peak_note(rows: Sequence[Row]) -> list[str]:
     return notes
 
 
-def build_notes(bench: Benchmark, method: Method, rows: Sequence[Row], protocols: Sequence[Protocol],
+def build_notes(bench: Benchmark, method: Method, rows: Sequence[SetResult], protocols: Sequence[Protocol],
                 refs: Mapping[str, Sequence[Reference]] | None, args: argparse.Namespace) -> list[str]:
     synthetic = refs is None
     notes = ["protocols:"] + [f"  {p.describe()}" for p in protocols]

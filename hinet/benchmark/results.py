@@ -12,13 +12,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..evaluate import SetResult
 from ..records import Record, config_hash, environment, utc_now
 from ..tasks import CHECKPOINT_EVAL, real_name
-from .specs import SYNTHETIC_NOTE, Benchmark, Method, Reference, Row
+from .specs import SYNTHETIC_NOTE, Benchmark, Method, Reference
 
 DEFAULT_RECORDS = Path("results/records") / f"{CHECKPOINT_EVAL}.jsonl"
 
-def summary(bench: Benchmark, method: Method, rows: Sequence[Row], refs: Mapping[str, Sequence[Reference]] | None,
+def summary(bench: Benchmark, method: Method, rows: Sequence[SetResult], refs: Mapping[str, Sequence[Reference]] | None,
             args: argparse.Namespace, git: tuple[str, bool]) -> dict[str, Any]:
     """The ``--json`` document (plain JSON types only)."""
     synthetic = refs is None
@@ -45,7 +46,7 @@ def summary(bench: Benchmark, method: Method, rows: Sequence[Row], refs: Mapping
     return doc
 
 
-def records_for(bench: Benchmark, method: Method, rows: Sequence[Row], args: argparse.Namespace,
+def records_for(bench: Benchmark, method: Method, rows: Sequence[SetResult], args: argparse.Namespace,
                 git: tuple[str, bool]) -> list[Record]:
     """One Record per (row, metric): family :data:`CHECKPOINT_EVAL`, variant = the method, dataset = the
     test set, protocol = the scoring protocol (``+tta8`` with --tta), recipe ``eval``, or ``eval-subset``

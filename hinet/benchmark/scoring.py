@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from ..data import open_test_sets, synthetic_test_sets
 from ..evaluate import PROTOCOLS, Protocol, SetResult, default_protocols, evaluate, with_tlc
 from ..published import load_published
 from ..tasks import slug, synthetic_name
-from .specs import DEGRADED_INPUT, Benchmark, Method, Reference, Row, degraded_input
+from .specs import DEGRADED_INPUT, Benchmark, Method, Reference, degraded_input
 
 
 def resolve_device(name: str) -> torch.device:
@@ -101,12 +101,7 @@ def evaluate_protocols(method: Method, datasets: dict[str, Dataset], protocols: 
     return sorted(results, key=lambda r: (set_order[r.dataset], proto_order[r.protocol]))
 
 
-def to_rows(results: Sequence[SetResult], datasets: Mapping[str, Dataset]) -> list[Row]:
-    return [Row(r.dataset, r.protocol, r.description, r.count, len(datasets[r.dataset]), dict(r.metrics),
-                r.synthetic, r.per_image, scenes=list(r.scenes)) for r in results]
-
-
-def average_rows(rows: Sequence[Row], name: str) -> list[Row]:
+def average_rows(rows: Sequence[SetResult], name: str) -> list[SetResult]:
     """Per protocol, the mean over test sets of the set means (how Table 3's "Average" is formed)."""
     out = []
     for proto in dict.fromkeys(r.protocol for r in rows):
@@ -115,13 +110,13 @@ def average_rows(rows: Sequence[Row], name: str) -> list[Row]:
         synthetic = any(r.synthetic for r in group)
         label = synthetic_name(name) if synthetic else name
         means = {k: sum(r.metrics[k] for r in group) / len(group) for k in keys}
-        out.append(Row(label, proto, group[0].description, sum(r.count for r in group),
-                       sum(r.total for r in group), means, synthetic,
-                       derived=f"mean of the {len(group)} set means"))
+        out.append(SetResult(label, proto, group[0].description, sum(r.count for r in group), means, {}, [],
+                             synthetic, [], sum(r.total for r in group),
+                             derived=f"mean of the {len(group)} set means"))
     return out
 
 
-def published_references(bench: Benchmark, rows: Sequence[Row], extra: Sequence[str] = ()
+def published_references(bench: Benchmark, rows: Sequence[SetResult], extra: Sequence[str] = ()
                          ) -> dict[str, list[Reference]]:
     """test set -> the published numbers of :attr:`Benchmark.references` (real data only), plus the
     ``extra`` methods where results/published has them (e.g. ``HINet-Local`` beside a TLC evaluation).

@@ -1,6 +1,6 @@
 """What a benchmark command scores and the rows it reports: :class:`Benchmark` (one per command),
-:class:`Method` (checkpoints or the degraded input), :class:`Row` (mean metrics of one test set under one
-protocol) and :class:`Reference` (a published number set).
+:class:`Method` (checkpoints or the degraded input) and :class:`Reference` (a published number set). The rows are
+:class:`hinet.evaluate.SetResult`, as the trainer's validations.
 
 PSNR is in dB, SSIM and LPIPS in [0, 1]; images are RGB in [0, 1] throughout (see :mod:`hinet.evaluate`).
 """
@@ -47,22 +47,6 @@ GOPRO = Benchmark("gopro", "deblur", "GoPro deblurring (and HIDE when present)",
                   {"GoPro": ("HINet (paper)", "HINet (README)"), "HIDE": ("HINet",)})
 RAIN13K = Benchmark("rain13k", "derain", "Rain13k deraining, five test sets",
                     {name: ("HINet",) for name in (*RAIN13K_TEST_SETS, "Average")}, average="Average")
-
-
-@dataclass
-class Row:
-    """Mean metrics of one test set (or of an aggregate such as Rain13k's Average) under one protocol."""
-
-    dataset: str
-    protocol: str
-    description: str
-    count: int  # images scored
-    total: int  # images in the full set
-    metrics: dict[str, float]
-    synthetic: bool
-    per_image: dict[str, list[float]] | None = None  # None for aggregate rows
-    scenes: list[str] | None = None  # scene of each per-image value (hinet.evaluate.SetResult.scenes)
-    derived: str | None = None  # how an aggregate row was formed
 
 
 @dataclass(frozen=True)
