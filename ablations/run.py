@@ -21,12 +21,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from hinet.ablation_stats import ESTIMANDS
 from hinet.atomic import check_output
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
 from hinet.recipes import recipe as get_recipe
 from hinet.records import image_store
+from hinet.stats import ESTIMANDS
 from hinet.tasks import DATASETS, TASKS
 from hinet.train import RunSpec, with_iters
 
@@ -199,9 +199,9 @@ def _sequential(a: argparse.Namespace, dataset: str, records: Path, gpus: list[s
     import math
     import os
 
-    from hinet.ablation_stats import sequential_decisions
     from hinet.evaluate import protocol as get_protocol
     from hinet.records import read_image_metrics
+    from hinet.stats import sequential_decisions
 
     from .sequential import Budget, Clock, decision_frame, make_plan, probe_run_seconds, write_log
 
