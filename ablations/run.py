@@ -24,6 +24,7 @@ from pathlib import Path
 from hinet.atomic import check_output
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
+from hinet.recipes import proxy_name
 from hinet.recipes import recipe as get_recipe
 from hinet.records import image_store
 from hinet.stats import ESTIMANDS
@@ -67,7 +68,7 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
         raise UserError("--seeds: expected at least one seed")
     if min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds {' '.join(map(str, seeds))}: expected distinct non-negative seeds")
-    base = get_recipe(dataset if recipe == "paper" else f"{dataset}-proxy")
+    base = get_recipe(dataset if recipe == "paper" else proxy_name(dataset))
     if iters is not None:
         base = with_iters(base, iters)
     if val_images is not None:

@@ -158,14 +158,24 @@ def proxy(recipe: Recipe, **overrides) -> Recipe:
     """
     total = overrides.pop("total_iters", 240)
     warmup = round(recipe.warmup_iters / recipe.total_iters * total)
-    base = dict(name=f"{recipe.name}-proxy", total_iters=total, warmup_iters=warmup, batch_size=8, crop=64,
+    base = dict(name=proxy_name(recipe.name), total_iters=total, warmup_iters=warmup, batch_size=8, crop=64,
                 lr=1e-3, eta_min=recipe.eta_min / recipe.lr * 1e-3, val_every=max(1, total // PROXY_VAL_LOOKS),
                 val_limit=PROXY_VAL_IMAGES, log_every=20, proxy=True, width_divisor=4, depth_reduction=2)
     return replace(recipe, **{**base, **overrides})
 
 
+def proxy_name(paper_name: str) -> str:
+    """The name of a paper recipe's proxy: ``sidd`` -> ``sidd-proxy``."""
+    return f"{paper_name}-proxy"
+
+
+def paper_name(recipe_name: str) -> str:
+    """The paper recipe a recipe name stands for: ``sidd-proxy`` -> ``sidd``; a paper name is returned as is."""
+    return recipe_name.removesuffix("-proxy")
+
+
 for _name in list(RECIPES):
-    RECIPES[f"{_name}-proxy"] = proxy(RECIPES[_name])
+    RECIPES[proxy_name(_name)] = proxy(RECIPES[_name])
 
 
 def recipe(name: str) -> Recipe:

@@ -55,7 +55,7 @@ from .config import HINetConfig, preset, scaled
 from .errors import UserError, run_command
 from .evaluate import SetResult, default_protocols, evaluate
 from .losses import MultiStageLoss, make_loss
-from .recipes import Recipe, lr_at, recipe
+from .recipes import Recipe, lr_at, proxy_name, recipe
 from .step import PRECISIONS, TrainStep
 
 INITS = ("per-module", "torch")
@@ -865,7 +865,7 @@ def resolve_spec(a: argparse.Namespace) -> RunSpec:
         if given:
             raise UserError(f"--spec {a.spec}: the spec is complete; drop {', '.join(given)}")
         return load_spec(a.spec)
-    a.recipe = a.recipe or "sidd-proxy"
+    a.recipe = a.recipe or proxy_name("sidd")
     a.precision = a.precision or "fp32"
     for k in ("channels_last", "fused_norm", "inplace_act"):
         setattr(a, k, bool(getattr(a, k)))
