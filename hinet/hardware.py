@@ -44,6 +44,7 @@ __all__ = [
     "cpu_info",
     "cuda_info",
     "describe",
+    "device_fields",
     "device_info",
     "precision_dtype",
     "precision_name",
@@ -228,6 +229,20 @@ def describe(device: torch.device | str | None = None) -> str:
     """One line naming the device, e.g. ``"CPU AMD EPYC, AVX2, no native bf16, 2 cores, 2 threads"`` or
     ``"CUDA NVIDIA H100 80GB HBM3 (sm_90, bf16)"``; state it with every speed figure."""
     return device_info(device).describe()
+
+
+def device_fields(device: torch.device | str | None = None) -> dict[str, str | int]:
+    """The description a speed figure is stored with: ``hardware`` (:func:`describe`), ``cpu_capability``
+    (torch's, e.g. ``AVX2``), on CUDA ``gpu`` (model and compute capability, e.g. ``"NVIDIA H100 (sm_90)"``),
+    ``torch_threads``, ``cpu`` (model name) and ``cpu_count`` (logical CPUs of the machine). Call it while the
+    thread setting to state is in force: ``hardware`` names the thread count."""
+    dev = _as_device(device)
+    out: dict[str, str | int] = {"hardware": describe(dev), "cpu_capability": _cpu_capability()}
+    if dev.type == "cuda":
+        gpu = cuda_info(dev)
+        out["gpu"] = f"{gpu.name} (sm_{gpu.capability[0]}{gpu.capability[1]})"
+    return {**out, "torch_threads": torch.get_num_threads(), "cpu": cpu_info().model,
+            "cpu_count": os.cpu_count() or 1}
 
 
 # ----------------------------------------------------------------------------------------------- precision
