@@ -21,14 +21,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from hinet.ablation_stats import ESTIMANDS
 from hinet.atomic import check_output
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
+from hinet.recipes import proxy_name, with_iters
 from hinet.recipes import recipe as get_recipe
-from hinet.recipes import with_iters
 from hinet.records import image_store
 from hinet.spec import RunSpec
+from hinet.stats import ESTIMANDS
 from hinet.tasks import DATASETS, TASKS
 
 from . import FAMILIES, family
@@ -68,7 +68,7 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
         raise UserError("--seeds: expected at least one seed")
     if min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds {' '.join(map(str, seeds))}: expected distinct non-negative seeds")
-    base = get_recipe(dataset if recipe == "paper" else f"{dataset}-proxy")
+    base = get_recipe(dataset if recipe == "paper" else proxy_name(dataset))
     if iters is not None:
         base = with_iters(base, iters)
     if val_images is not None:
@@ -200,9 +200,9 @@ def _sequential(a: argparse.Namespace, dataset: str, records: Path, gpus: list[s
     import math
     import os
 
-    from hinet.ablation_stats import sequential_decisions
     from hinet.evaluate import protocol as get_protocol
     from hinet.records import read_image_metrics
+    from hinet.stats import sequential_decisions
 
     from .sequential import Budget, Clock, decision_frame, make_plan, probe_run_seconds, write_log
 

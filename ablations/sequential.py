@@ -1,7 +1,7 @@
 """Sequential seeds for ``nox -s ablate -- --until-verdict``: run seeds in rounds until every variant has a verdict.
 
 Round k trains the seeds ``looks[k-1] .. looks[k]-1`` of the reference and of every variant still undecided,
-then applies the group-sequential procedure of :func:`hinet.ablation_stats.sequential_decisions` (Lan-DeMets
+then applies the group-sequential procedure of :func:`hinet.stats.sequential_decisions` (Lan-DeMets
 O'Brien-Fleming alpha spending over the planned looks; Holm-like across the family for the efficacy claims;
 TOST with its own spending for equivalence). A variant that is declared significant or equivalent gets no
 more seeds; the grid stops when every variant is decided, when the planned looks are used up (the undecided
@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from hinet.ablation_stats import ESTIMAND_WORDS, SequentialPlan, default_margin
 from hinet.atomic import atomic_write_text, replacing
 from hinet.build import build_training
 from hinet.errors import UserError
+from hinet.stats import ESTIMAND_WORDS, SequentialPlan, default_margin
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def write_log(rows: list[pd.DataFrame], plan: SequentialPlan, budget: Budget, pa
                    "decision"]]
     atomic_write_text(md, (
         f"# Sequential seeds: {path_stem.name}\n\n"
-        f"Group-sequential procedure (hinet.ablation_stats): planned looks at {list(plan.looks)} seeds, "
+        f"Group-sequential procedure (hinet.stats): planned looks at {list(plan.looks)} seeds, "
         f"Lan-DeMets O'Brien-Fleming alpha spending (alpha {plan.alpha}, two-sided, Holm-like across variants) "
         f"for 'significant', TOST with its own spending against ±{plan.delta:g} dB for 'equivalent'; estimand "
         f"{estimand} ({', '.join(ESTIMAND_WORDS[e] for e in sorted(set(table['estimand'])))}); protocol "

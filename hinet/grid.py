@@ -17,6 +17,7 @@ last checkpoint, written atomically, and the next call resumes it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -26,7 +27,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,6 +135,7 @@ class _Progress:
     total: int
     enabled: bool
     slots: int = 1
+    tag: str = "grid"
     done: int = 0
     failed: int = 0
     running: int = 0
@@ -145,7 +147,7 @@ class _Progress:
         from tqdm import tqdm
 
         self.tty = self.enabled and sys.stderr.isatty()
-        self.bar = tqdm(total=self.total, desc="[grid] runs", unit="run", disable=not self.tty,
+        self.bar = tqdm(total=self.total, desc=f"[{self.tag}] runs", unit="run", disable=not self.tty,
                         bar_format="{desc}: {n}/{total} |{bar}| {elapsed} {postfix}")
         self._show()
 
@@ -181,7 +183,7 @@ class _Progress:
             self._show()
             self.bar.update(1)
             if self.enabled and not self.tty:
-                print(f"[grid] {self.line()}", flush=True)
+                print(f"[{self.tag}] {self.line()}", flush=True)
 
     def write(self, text: str) -> None:
         self.bar.write(text) if self.tty else print(text, flush=True)
@@ -195,6 +197,16 @@ def _clock(seconds: float) -> str:
     return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
 
 
+@dataclass(frozen=True)
+class Child:
+    """One process to start: its name in messages, its command line and its log (None: it writes to this
+    process's stdout and stderr)."""
+
+    name: str
+    argv: list[str]
+    log: Path | None = None
+
+
 def run_local(runs: Sequence[GridRun], *, parallel: int = 1, gpus: Sequence[str] = (), gpus_per_run: int = 1,
               threads: int | None = None, entry: Sequence[str] = TRAIN_ENTRY, progress: bool = True,
               ) -> list[tuple[GridRun, int]]:
@@ -205,18 +217,39 @@ def run_local(runs: Sequence[GridRun], *, parallel: int = 1, gpus: Sequence[str]
     ``<run_dir>/stdout.log``.
     """
     slots: list[tuple[str, ...]] = gpu_slots(list(gpus), gpus_per_run) if gpus else [()] * max(1, parallel)
+
+    def job(run: GridRun) -> Callable[[tuple[str, ...]], Child]:
+        def start(slot: tuple[str, ...]) -> Child:
+            run.write_spec()  # at start: --resume follows the run's status then
+            return Child(run.run_id, command(run, slot, entry), run.run_dir / "stdout.log")
+        return start
+
+    codes = run_processes([job(run) for run in runs], slots, threads=threads, progress=progress)
+    return list(zip(runs, codes))
+
+
+def run_processes(jobs: Sequence[Callable[[tuple[str, ...]], Child]], slots: Sequence[tuple[str, ...]], *,
+                  threads: int | None = None, progress: bool = True, tag: str = "grid") -> list[int]:
+    """The project's process launcher: start each job's :class:`Child` in a free slot, one at a time per
+    slot, and return the exit codes in the order given (-1: never started).
+
+    ``jobs[i](slot)`` prepares job i and returns its process; ``slot`` holds the GPU ids it gets through
+    ``CUDA_VISIBLE_DEVICES`` (``()``: CPU). Every child gets ``threads`` intra-op threads (default cores /
+    slots). ``tag`` heads the messages. Ctrl-C stops the children (:func:`_stop`) and is raised again.
+    """
+    slots = list(slots) or [()]
     threads = threads or max(1, (os.cpu_count() or 1) // len(slots))
     base_env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     free: queue.Queue[tuple[str, ...]] = queue.Queue()
     for slot in slots:
         free.put(slot)
     todo: queue.Queue[int] = queue.Queue()
-    for i in range(len(runs)):
+    for i in range(len(jobs)):
         todo.put(i)
     codes: dict[int, int] = {}
     children: dict[int, subprocess.Popen] = {}
     stopping = threading.Event()
-    bar = _Progress(len(runs), progress, len(slots))
+    bar = _Progress(len(jobs), progress, len(slots), tag)
 
     def worker() -> None:
         while not stopping.is_set():
@@ -225,23 +258,23 @@ def run_local(runs: Sequence[GridRun], *, parallel: int = 1, gpus: Sequence[str]
             except queue.Empty:
                 return
             slot = free.get()
-            run = runs[i]
             env = dict(base_env)
             if slot:
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(slot)
-            run.write_spec()
+            child = jobs[i](slot)
             t0 = time.time()
             bar.start()
-            with open(run.run_dir / "stdout.log", "a") as log:
-                proc = subprocess.Popen(command(run, slot, entry), env=env, stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)  # Ctrl-C reaches the grid, which stops children
+            with open(child.log, "a") if child.log else contextlib.nullcontext() as log:
+                proc = subprocess.Popen(child.argv, env=env, stdout=log, stderr=subprocess.STDOUT if log else None,
+                                        start_new_session=True)  # Ctrl-C reaches the launcher, which stops children
                 children[i] = proc
                 codes[i] = proc.wait()
             del children[i]
             free.put(slot)
             bar.finish(codes[i] == 0, time.time() - t0)
             if codes[i] != 0 and not stopping.is_set():
-                bar.write(f"[grid] {run.run_id}: FAILED (exit {codes[i]}), see {run.run_dir}/stdout.log")
+                bar.write(f"[{tag}] {child.name}: FAILED (exit {codes[i]})"
+                          + (f", see {child.log}" if child.log else ""))
 
     pool = [threading.Thread(target=worker, daemon=True) for _ in slots]
     for t in pool:
@@ -252,14 +285,14 @@ def run_local(runs: Sequence[GridRun], *, parallel: int = 1, gpus: Sequence[str]
                 t.join(timeout=0.2)
     except KeyboardInterrupt:
         stopping.set()
-        _stop(list(children.values()))
+        _stop(list(children.values()), tag)
         bar.close()
         raise
     bar.close()
-    return [(run, codes.get(i, -1)) for i, run in enumerate(runs)]
+    return [codes.get(i, -1) for i in range(len(jobs))]
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
+def _stop(procs: list[subprocess.Popen], tag: str = "grid") -> None:
     """SIGINT every child's process group, wait up to :data:`GRACE_S`, then SIGKILL what is left."""
     for p in procs:
         try:
@@ -275,7 +308,7 @@ def _stop(procs: list[subprocess.Popen]) -> None:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    print(f"[grid] interrupted: stopped {len(procs)} run(s); their last checkpoints are kept, run the same "
+    print(f"[{tag}] interrupted: stopped {len(procs)} run(s); their last checkpoints are kept, run the same "
           f"command again to resume", file=sys.stderr, flush=True)
 
 

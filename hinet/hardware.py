@@ -3,9 +3,8 @@
 Autocast to bfloat16 pays off only where the hardware multiplies bf16 natively: on x86 CPUs with
 AVX512-BF16 or AMX-BF16 (oneDNN then runs bf16 convolutions faster than fp32), and on CUDA GPUs of compute
 capability >= 8.0. On a CPU without them (e.g. AVX2 only) oneDNN has no native bf16 kernels and bf16
-autocast is 10x or more *slower* than fp32 (measured on a 2-core AVX2 AMD EPYC with torch 2.14: a single
-3x3 convolution at 1x32x256x256 took 6.5 s in bf16 against 94 ms in fp32). float16 autocast is a CUDA
-feature here (tensor cores, capability >= 7.0); on the CPU it is refused.
+autocast is many times *slower* than fp32 (the README's speed section states by how much). float16
+autocast is a CUDA feature here (tensor cores, capability >= 7.0); on the CPU it is refused.
 
 * :func:`cpu_info` / :func:`cuda_info` / :func:`device_info`: a description of the device (CPU: torch's
   ``torch.backends.cpu.get_cpu_capability()``, the model name, the relevant ``/proc/cpuinfo`` flags,
@@ -18,9 +17,8 @@ feature here (tensor cores, capability >= 7.0); on the CPU it is refused.
   fp32 with one warning (``policy="warn"``), an error (``"error"``), or the requested one anyway
   (``"force"``). fp16 on a CPU is refused under every policy.
 
-``python -m hinet.hardware`` prints the description and the decisions; ``--roofline`` measures the achieved
-GFLOP/s of fp32 3x3 convolutions at HINet shapes against the CPU's theoretical peak (hand-written model:
-cores x FMA units x SIMD lanes x 2 flops x clock; the FMA unit count is an assumption, 2 by default).
+``python -m hinet.hardware`` prints the description and the decisions (the roofline of the CPU's convolutions
+is measured by the speed suite: ``python -m benchmarks.speed.roofline``).
 """
 
 from __future__ import annotations
@@ -46,12 +44,12 @@ __all__ = [
     "cpu_info",
     "cuda_info",
     "describe",
+    "device_fields",
     "device_info",
     "precision_dtype",
     "precision_name",
     "reduced_precision_ok",
     "resolve_precision",
-    "theoretical_peak_gflops",
 ]
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # name -> autocast dtype (None: none)
@@ -72,7 +70,7 @@ class PrecisionFallbackWarning(UserWarning):
 
 
 # ----------------------------------------------------------------------------------------------- description
-def _count(n: int, noun: str) -> str:
+def count_noun(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
@@ -107,7 +105,7 @@ class CPUInfo:
 
     def describe(self) -> str:
         bf16 = f"bf16 {self.native_bf16}" if self.native_bf16 else "no native bf16"
-        cores, threads = _count(self.cores, "core"), _count(self.threads, "thread")
+        cores, threads = count_noun(self.cores, "core"), count_noun(self.threads, "thread")
         return f"CPU {self.model}, {self.capability}, {bf16}, {cores}, {threads}"
 
 
@@ -233,6 +231,20 @@ def describe(device: torch.device | str | None = None) -> str:
     return device_info(device).describe()
 
 
+def device_fields(device: torch.device | str | None = None) -> dict[str, str | int]:
+    """The description a speed figure is stored with: ``hardware`` (:func:`describe`), ``cpu_capability``
+    (torch's, e.g. ``AVX2``), on CUDA ``gpu`` (model and compute capability, e.g. ``"NVIDIA H100 (sm_90)"``),
+    ``torch_threads``, ``cpu`` (model name) and ``cpu_count`` (logical CPUs of the machine). Call it while the
+    thread setting to state is in force: ``hardware`` names the thread count."""
+    dev = _as_device(device)
+    out: dict[str, str | int] = {"hardware": describe(dev), "cpu_capability": _cpu_capability()}
+    if dev.type == "cuda":
+        gpu = cuda_info(dev)
+        out["gpu"] = f"{gpu.name} (sm_{gpu.capability[0]}{gpu.capability[1]})"
+    return {**out, "torch_threads": torch.get_num_threads(), "cpu": cpu_info().model,
+            "cpu_count": os.cpu_count() or 1}
+
+
 # ----------------------------------------------------------------------------------------------- precision
 def precision_name(dtype: torch.dtype | str | None) -> str:
     """``"fp32"``, ``"bf16"`` or ``"fp16"`` for a name or a torch dtype (None and float32 are fp32)."""
@@ -320,98 +332,12 @@ def resolve_precision(requested: torch.dtype | str | None, device: torch.device 
     return "fp32"
 
 
-# ----------------------------------------------------------------------------------------------- roofline
-def simd_lanes_fp32(info: CPUInfo) -> int:
-    """fp32 lanes of one vector FMA: 16 with AVX-512 (avx512f), 8 with AVX2/FMA, 4 otherwise (SSE)."""
-    if "avx512f" in info.flags:
-        return 16
-    if "avx2" in info.flags or "fma" in info.flags:
-        return 8
-    return 4
-
-
-def theoretical_peak_gflops(info: CPUInfo, *, fma_units: int = 2, mhz: float | None = None) -> float:
-    """fp32 peak in GFLOP/s: cores x ``fma_units`` x lanes x 2 (multiply + add) x clock (``mhz``, default the
-    reported ``cpu MHz``). Raises :class:`UserError` when no clock is known."""
-    clock = info.mhz if mhz is None else mhz
-    if not clock or clock <= 0:
-        raise UserError("no CPU clock: /proc/cpuinfo has no 'cpu MHz'; pass --mhz")
-    return info.cores * fma_units * simd_lanes_fp32(info) * 2 * clock / 1e3
-
-
-def conv_gflop(batch: int, cin: int, cout: int, height: int, width: int, kernel: int = 3) -> float:
-    """GFLOP of one 'same' convolution on an (N, Cin, H, W) input: 2 x N x Cout x H x W x Cin x k x k
-    (multiply-adds counted as 2; the bias's N x Cout x H x W additions are left out)."""
-    return 2 * batch * cout * height * width * cin * kernel * kernel / 1e9
-
-
-def measure_conv(batch: int, cin: int, cout: int, size: int, *, dtype: torch.dtype | None = None,
-                 min_run_time: float = 1.0) -> tuple[float, float]:
-    """(median, fastest) seconds per call of one 3x3 convolution (bias, padding 1) on a random (N, Cin, size,
-    size) fp32 input in [0, 1], under ``torch.inference_mode`` and optional CPU autocast to ``dtype``;
-    ``torch.utils.benchmark`` blocks (the fastest block is the least disturbed on a shared machine)."""
-    from torch.utils import benchmark
-
-    gen = torch.Generator().manual_seed(0)
-    x = torch.rand(batch, cin, size, size, generator=gen)  # (N, Cin, H, W)
-    conv = torch.nn.Conv2d(cin, cout, 3, padding=1).eval()
-    amp = dtype is not None
-
-    def run() -> None:
-        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=amp):
-            conv(x)
-
-    run()  # oneDNN builds its kernel at the first call
-    timer = benchmark.Timer(stmt="run()", globals={"run": run}, num_threads=torch.get_num_threads())
-    measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    return measurement.median, min(measurement.times)
-
-
-DEFAULT_SHAPES = ("32x256", "64x256", "64x128", "128x64")  # channels x side: HINet width 32, levels 1-3 at 256
-
-
-def roofline(shapes: tuple[str, ...] = DEFAULT_SHAPES, *, fma_units: int = 2, mhz: float | None = None,
-             bf16: bool = False, min_run_time: float = 1.0) -> list[dict]:
-    """Measure each ``"CxS"`` shape (1 x C x S x S -> C channels, 3x3) and return one dict per shape:
-    ``shape, gflop, seconds`` (median), ``gflops``, ``peak_gflops``, ``fraction`` (of the all-cores peak),
-    ``thread_fraction`` (of the peak of the min(threads, cores) cores torch's threads can use), ``best_gflops``
-    (the fastest block), and ``bf16_seconds``, ``bf16_speedup`` with ``bf16``."""
-    info = cpu_info()
-    peak = theoretical_peak_gflops(info, fma_units=fma_units, mhz=mhz)
-    thread_peak = peak * min(info.threads, info.cores) / info.cores
-    rows = []
-    for shape in shapes:
-        try:
-            channels, side = (int(v) for v in shape.lower().split("x"))
-        except ValueError:
-            raise UserError(f"--shapes {shape!r}: expected CHANNELSxSIDE, e.g. 32x256") from None
-        if channels < 1 or side < 1:
-            raise UserError(f"--shapes {shape!r}: expected positive channels and side")
-        seconds, fastest = measure_conv(1, channels, channels, side, min_run_time=min_run_time)
-        gflop = conv_gflop(1, channels, channels, side, side)
-        row = {"shape": f"1x{channels}x{side}x{side} -> {channels}", "gflop": gflop, "seconds": seconds,
-               "gflops": gflop / seconds, "peak_gflops": peak, "fraction": gflop / seconds / peak,
-               "thread_fraction": gflop / seconds / thread_peak, "best_gflops": gflop / fastest}
-        if bf16:
-            row["bf16_seconds"] = measure_conv(1, channels, channels, side, dtype=torch.bfloat16,
-                                               min_run_time=min_run_time)[0]
-            row["bf16_speedup"] = seconds / row["bf16_seconds"]
-        rows.append(row)
-    return rows
-
-
 # ----------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m hinet.hardware", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     p.add_argument("--json", action="store_true", help="print the device description as JSON")
-    p.add_argument("--roofline", action="store_true", help="measure fp32 3x3 convolution GFLOP/s against the peak")
-    p.add_argument("--shapes", nargs="+", default=list(DEFAULT_SHAPES), help="CHANNELSxSIDE shapes to measure")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
-    p.add_argument("--fma-units", type=int, default=2, help="FMA units per core assumed in the peak")
-    p.add_argument("--mhz", type=float, default=None, help="clock for the peak (default: /proc/cpuinfo cpu MHz)")
-    p.add_argument("--bf16", action="store_true", help="with --roofline: also time bf16 autocast")
-    p.add_argument("--min-run-time", type=float, default=1.0, help="seconds of timing per shape")
     p.add_argument("--debug", action="store_true", help="tracebacks for errors")
     a = p.parse_args(argv)
 
@@ -431,34 +357,6 @@ def main(argv: list[str] | None = None) -> int:
             for name in ("bf16", "fp16"):
                 ok, reason = reduced_precision_ok(a.device, name)
                 print(f"  {name}: {'fast' if ok else 'not faster than fp32'}: {reason}")
-        if not a.roofline:
-            return 0
-        if not isinstance(info, CPUInfo):
-            raise UserError(f"--roofline measures the CPU only, not --device {a.device}")
-        if a.fma_units < 1:
-            raise UserError(f"--fma-units {a.fma_units}: expected a positive count")
-        rows = roofline(tuple(a.shapes), fma_units=a.fma_units, mhz=a.mhz, bf16=a.bf16, min_run_time=a.min_run_time)
-        clock = a.mhz if a.mhz is not None else info.mhz
-        source = "--mhz" if a.mhz is not None else (
-            f"/proc/cpuinfo 'cpu MHz', highest of the {info.logical_cpus} CPUs available; the kernel's "
-            f"{'(hypervisor-reported) ' if 'hypervisor' in info.flags else ''}current/nominal clock, not boost")
-        print(f"torch.backends.cpu.get_cpu_capability() = {info.capability}; torch {torch.__version__}; "
-              f"{_count(torch.get_num_threads(), 'thread')}")
-        print(f"peak fp32 = {info.cores} cores x {a.fma_units} FMA units x {simd_lanes_fp32(info)} lanes x 2 flops x "
-              f"{clock:.1f} MHz ({source}) = {rows[0]['peak_gflops']:.1f} GFLOP/s")
-        for r in rows:
-            line = (f"  conv3x3 {r['shape']:<24} {r['gflop']:6.2f} GFLOP  {r['seconds'] * 1e3:8.2f} ms  "
-                    f"{r['gflops']:7.1f} GFLOP/s  = {100 * r['fraction']:5.1f}% of peak")
-            if info.threads < info.cores:
-                line += f" ({100 * r['thread_fraction']:.1f}% of the peak of {_count(info.threads, 'core')})"
-            line += f"; fastest block {r['best_gflops']:.1f} GFLOP/s"
-            if "bf16_seconds" in r:
-                line += f"  | bf16 autocast {r['bf16_seconds'] * 1e3:8.2f} ms ({r['bf16_speedup']:.2f}x fp32 speed)"
-            print(line)
-        thread_peak = rows[0]["peak_gflops"] * min(info.threads, info.cores) / info.cores
-        if any(r["best_gflops"] > thread_peak for r in rows):
-            print(f"note: a block ran above the computed peak of the threads' cores ({thread_peak:.1f} GFLOP/s): the "
-                  f"cores ran faster than {clock:.0f} MHz (boost) or have more FMA throughput; give --mhz")
         return 0
 
     return run_command("python -m hinet.hardware", body, argv)

@@ -175,12 +175,18 @@ def config_hash(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def environment(device: Any) -> dict[str, str]:
-    """``device``/``torch_version`` (Record fields) plus ``hostname``/``python_version`` (for config.json)."""
+def environment(device: Any, *, hardware: bool = False) -> dict[str, Any]:
+    """``device``/``torch_version`` (Record fields) plus ``hostname``/``python_version`` (for config.json); with
+    ``hardware`` (speed figures) also the device description of :func:`hinet.hardware.device_fields`."""
     import torch  # lazy: reading records must not pay for importing torch
 
-    return {"device": str(device), "torch_version": torch.__version__,
-            "hostname": socket.gethostname(), "python_version": platform.python_version()}
+    env = {"device": str(device), "torch_version": torch.__version__,
+           "hostname": socket.gethostname(), "python_version": platform.python_version()}
+    if hardware:
+        from .hardware import device_fields  # lazy, as torch above
+
+        env.update(device_fields(device))
+    return env
 
 
 def make_records(common: Mapping[str, Any], metrics: Mapping[str, float], **kw: Any) -> list[Record]:

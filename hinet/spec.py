@@ -17,7 +17,7 @@ from .config import PRESETS, HINetConfig, preset, scaled
 from .errors import UserError
 from .evaluate import default_protocols, parse_protocol
 from .fields import apply_overrides, check_stored, vocabulary
-from .recipes import RECIPES, Recipe, recipe, with_iters
+from .recipes import RECIPES, Recipe, proxy_name, recipe, with_iters
 from .step import PRECISIONS
 
 INITS = ("per-module", "torch")
@@ -223,7 +223,7 @@ def resolve_spec(a: argparse.Namespace) -> RunSpec:
         if given:
             raise UserError(f"--spec {a.spec}: the spec is complete; drop {', '.join(given)}")
         return load_spec(a.spec)
-    a.recipe = a.recipe or "sidd-proxy"
+    a.recipe = a.recipe or proxy_name("sidd")
     a.precision = a.precision or "fp32"
     for k in ("channels_last", "fused_norm", "inplace_act"):
         setattr(a, k, bool(getattr(a, k)))

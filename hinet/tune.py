@@ -20,7 +20,8 @@ with other ones, so intermediate values stay comparable.
 
 Many workers, one study: ``--workers N`` starts N worker processes (``--gpus all`` or ``--gpus 0,1,2,3``
 gives each its own GPU through ``CUDA_VISIBLE_DEVICES``, ``--gpus-per-worker K`` a slot of K), each with
-its own sampler seed (``--seed`` + k), and rebuilds the figures when they finish; or start the same command
+its own sampler seed (``--seed`` + k), and rebuilds the figures when they finish (they run on the grid's
+process launcher, :func:`hinet.grid.run_processes`: Ctrl-C stops them all); or start the same command
 several times, e.g. in N terminals or as a Slurm
 array (``sbatch --array=0-7 --wrap "python -m hinet.tune --study S --storage runs/S.log --trials 10"``);
 each process runs ``--trials`` trials (``--total-trials`` caps the study instead). Use a journal file
@@ -52,22 +53,27 @@ import argparse
 import json
 import os
 import socket
-import time
-import warnings
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import optuna
+import torch
+from optuna.trial import TrialState
 
-from .atomic import check_output, ensure_dir
+from .atomic import check_output
 from .config import HINetConfig, preset
 from .errors import ArgumentParser, UserError, run_command
 from .evaluate import DEFAULT_PROTOCOLS, protocol
+from .grid import Child, gpu_slots, parse_gpus, run_processes
 from .losses import LOSSES
-from .recipes import RECIPES, Recipe, proxy_name, with_iters
+from .recipes import RECIPES, Recipe, paper_name, proxy_name, with_iters
 from .report.figures import tune_figures  # the study's report (table and figures) lives with every figure
+from .spec import RunSpec
 from .tasks import NATURAL_PHOTOS_SET, STUDY, TASK_NAMES, TASKS
+from .train import NonFiniteLossError, train
+from .tune_storage import default_storage, open_storage
 
 # Loss weights of the official recipes (PSNR loss 0.5 in GoPro/Rain13k, L1 1.0 in SIDD); Charbonnier
 # has no HINet recipe and takes 1.0 as in MPRNet.
@@ -145,9 +151,9 @@ class SearchSpace:
 
 # ----------------------------------------------------------------------------------------------- specs
 def base_recipe(name: str, iters: int, *, val_every: int | None = None, val_limit: int | None = None) -> Recipe:
-    """The proxy recipe trials start from: ``proxy(<paper recipe>)`` with ``iters`` iterations (so the
+    """The proxy recipe trials start from: the paper recipe's proxy shortened to ``iters`` iterations (so the
     warm-up and validation period scale with it), optionally another validation period / image limit."""
-    paper = name.removesuffix("-proxy")
+    paper = paper_name(name)
     if paper not in RECIPES or RECIPES[paper].proxy:
         raise ValueError(f"unknown recipe {name!r}; expected a paper recipe or its proxy, one of "
                          f"{sorted(n for n in RECIPES if not RECIPES[n].proxy)} (with or without -proxy)")
@@ -170,8 +176,6 @@ def base_config(recipe: Recipe) -> HINetConfig:
 def trial_spec(recipe: Recipe, params: dict, *, seed: int, data: str | None, variant: str):
     """The ``RunSpec`` of one trial: ``params`` (as from :meth:`SearchSpace.suggest`) replaced into the
     proxy recipe and its scaled network. The learning-rate floor keeps the recipe's eta_min / lr ratio."""
-    from .spec import RunSpec
-
     left, right = (int(v) for v in params["norm_levels"].split("-"))
     net = replace(base_config(recipe), width=params["width"], norm_ratio=float(params["norm_ratio"]),
                   norm_levels=(left, right))
@@ -231,8 +235,6 @@ class Objective:
         object.__setattr__(self, "protocol", objective_protocol(task, given))
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from .train import train
-
         params = self.space.suggest(trial, base_config(self.recipe).depth)
         # A heartbeat retry copies the user attributes of the dead trial: reuse and resume its run.
         number = int(trial.user_attrs.get("run_number", trial.number))
@@ -260,91 +262,6 @@ class Objective:
                 raise optuna.TrialPruned(f"PSNR {value:.3f} dB at step {step} is below the pruner's threshold")
 
         return on_validation
-
-
-# ----------------------------------------------------------------------------------------------- storage
-def open_storage(where: str, *, heartbeat: int = 60) -> optuna.storages.BaseStorage:
-    """Storage for ``where``: a path ending in ``.log``/``.jsonl`` (journal file), or an RDB URL.
-
-    RDB storages get a heartbeat every ``heartbeat`` s (a trial silent for 3x that is failed by the
-    next worker's ``fail_stale_trials`` and re-queued once, with its intermediate values); SQLite gets a
-    60 s busy timeout so that concurrent workers wait for the write lock instead of failing.
-    """
-    import sqlalchemy.exc
-    from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
-
-    if where.endswith((".log", ".jsonl")) and "://" not in where:
-        path = Path(where)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    if "://" not in where:
-        raise ValueError(f"--storage {where!r}: expected an RDB URL (sqlite:///x.db, postgresql://..., "
-                         f"mysql://...) or a journal file path ending in .log or .jsonl")
-    engine_kwargs: dict = {"connect_args": check_database(where)}
-    if where.startswith("sqlite:///"):
-        db = where.removeprefix("sqlite:///")
-        if db and db != ":memory:":
-            Path(db).parent.mkdir(parents=True, exist_ok=True)
-    # Optuna >= 4.9 renamed RetryFailedTrialCallback / failed_trial_callback (old names deprecated).
-    retry_cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    retry_kw = "heartbeat_stale_trial_callback"
-    if retry_cls is None:
-        retry_cls, retry_kw = optuna.storages.RetryFailedTrialCallback, "failed_trial_callback"
-    # Workers started together on a fresh database race to create its schema; the loser's INSERT of
-    # the schema version fails (UNIQUE constraint, seen with two SQLite workers) and a retry finds the
-    # schema complete. Optuna does not retry this itself.
-    for attempt in range(5):
-        try:
-            with warnings.catch_warnings():  # the heartbeat is marked experimental; we use it deliberately
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return RDBStorage(where, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat,
-                                  grace_period=3 * heartbeat,
-                                  **{retry_kw: retry_cls(max_retry=1, inherit_intermediate_values=True)})
-        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):  # also "table ... exists"
-            if attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
-
-
-CONNECT_TIMEOUT_S = 10  # a database server that does not answer within this is an error, not a hang
-
-
-def check_database(where: str) -> dict:
-    """Parse the RDB URL ``where`` and, for a database server, connect once (:data:`CONNECT_TIMEOUT_S`);
-    returns the driver's connect arguments (SQLite: a 60 s busy timeout; servers: the connect timeout).
-    A malformed URL, a missing driver or an unreachable, refusing or rejecting server is one line naming
-    ``--storage`` (the password hidden), before any study or run exists."""
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
-
-    try:
-        url = make_url(where)
-    except (sqlalchemy.exc.ArgumentError, ValueError) as err:
-        raise UserError(f"--storage {where!r}: not a database URL ({err}); expected e.g. sqlite:///x.db or "
-                        f"postgresql+psycopg://user@host:5432/db") from None
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        return {"timeout": 60}
-    connect_args = {"connect_timeout": CONNECT_TIMEOUT_S} if backend in ("postgresql", "mysql") else {}
-    shown = url.render_as_string(hide_password=True)
-    try:
-        engine = sqlalchemy.create_engine(url, connect_args=connect_args)
-        try:
-            with engine.connect():
-                pass
-        finally:
-            engine.dispose()
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError) as err:
-        reason = " ".join(str(getattr(err, "orig", None) or err).split()[:60]) or type(err).__name__
-        raise UserError(f"--storage {shown}: cannot reach the database ({reason}"
-                        f"; waited at most {CONNECT_TIMEOUT_S} s)") from None
-    return connect_args
-
-
-def default_storage(results: Path, study: str) -> str:
-    return f"sqlite:///{(results / 'optuna' / f'{study}.db').resolve()}"
 
 
 def load_study(name: str, storage: optuna.storages.BaseStorage, *, settings: dict | None = None,
@@ -452,11 +369,11 @@ def main(argv: list[str] | None = None) -> optuna.Study:
         task = flagged(f"--recipe {a.recipe!r}", lambda: base_recipe(a.recipe, 1)).task
         if a.task and task != a.task:
             raise UserError(f"--recipe {a.recipe!r} is a {task} recipe, not --task {a.task}")
-    recipe_name = a.recipe or (f"{TASKS[a.task].dataset}-proxy" if a.task else "sidd-proxy")
-    name = a.study or recipe_name.removesuffix("-proxy") + "-proxy"
+    recipe_name = a.recipe or proxy_name(TASKS[a.task].dataset if a.task else "sidd")
+    name = a.study or proxy_name(paper_name(recipe_name))
     results = Path(a.results)
     if a.report_only:
-        storage = _open_storage(a.storage or default_storage(results, name), results)
+        storage = open_storage(a.storage or default_storage(results, name))
         try:
             study = optuna.load_study(study_name=name, storage=storage)
         except KeyError:
@@ -487,7 +404,7 @@ def main(argv: list[str] | None = None) -> optuna.Study:
                                ("--records", a.records and Path(a.records), False)):
         if path:
             check_output(path, flag, folder=folder)
-    storage = _open_storage(a.storage or default_storage(results, name), results)
+    storage = open_storage(a.storage or default_storage(results, name))
     settings = {"recipe": recipe.to_dict(), "space": asdict(space), "data": a.data, "train_seed": seed,
                 "protocol": proto}
     warmup = a.iters // 2 if a.warmup_steps is None else a.warmup_steps
@@ -495,15 +412,9 @@ def main(argv: list[str] | None = None) -> optuna.Study:
                        sampler=optuna.samplers.TPESampler(seed=a.seed),
                        pruner=optuna.pruners.MedianPruner(n_startup_trials=a.startup_trials, n_warmup_steps=warmup))
     if a.threads:
-        import torch
-
         torch.set_num_threads(a.threads)
     records = Path(a.records or results / "records" / "optuna.jsonl")
     objective = Objective(name, recipe, space, Path(a.runs_dir), records, seed, a.data, a.device, proto)
-    from optuna.trial import TrialState
-
-    from .train import NonFiniteLossError
-
     callbacks = []
     if a.total_trials is not None:
         callbacks.append(optuna.study.MaxTrialsCallback(a.total_trials, states=(TrialState.COMPLETE,
@@ -520,26 +431,12 @@ def main(argv: list[str] | None = None) -> optuna.Study:
     return study
 
 
-def _open_storage(where: str, results: Path) -> optuna.storages.BaseStorage:
-    """:func:`open_storage` with the folders it needs created first (errors name the path in the way)."""
-    if "://" not in where:
-        if where.endswith((".log", ".jsonl")):
-            ensure_dir(Path(where).parent)
-    elif where.startswith("sqlite:///") and where.removeprefix("sqlite:///") not in ("", ":memory:"):
-        ensure_dir(Path(where.removeprefix("sqlite:///")).parent)
-    return open_storage(where)
-
-
 def launch_workers(argv: list[str], workers: int, gpus: list[str], gpus_per_worker: int = 1) -> int:
-    """Start ``workers`` worker processes of one study (``python -m hinet.tune <argv>``), each with its own
-    sampler seed and, with ``gpus``, its own GPU slot through ``CUDA_VISIBLE_DEVICES`` (``--device cuda``
-    unless ``argv`` names a device); wait for them, then rebuild the study's figures once. Returns the
-    first non-zero exit code of a worker, else 0."""
-    import subprocess
-    import sys
-
-    from .grid import gpu_slots
-
+    """Start ``workers`` worker processes of one study (``python -m hinet.tune <argv>``) on the grid's process
+    launcher (:func:`hinet.grid.run_processes`: Ctrl-C stops them as it stops a grid), each with its own sampler
+    seed and, with ``gpus``, its own GPU slot through ``CUDA_VISIBLE_DEVICES`` (``--device cuda`` unless
+    ``argv`` names a device; more workers than slots share the slots round-robin); wait for them, then rebuild
+    the study's figures once. Returns the first non-zero exit code of a worker, else 0."""
     slots = gpu_slots(gpus, gpus_per_worker) if gpus else []
     if slots and len(slots) < workers:
         print(f"[hinet.tune] {workers} workers on {len(slots)} GPU slot(s): slots are shared round-robin", flush=True)
@@ -547,28 +444,27 @@ def launch_workers(argv: list[str], workers: int, gpus: list[str], gpus_per_work
     if slots and "--device" not in argv:
         base += ["--device", "cuda"]
     seed = int(argv[argv.index("--seed") + 1]) if "--seed" in argv else None
-    procs = []
-    for k in range(workers):
-        cmd = [x for x in base]
+
+    def worker(k: int) -> Callable[[tuple[str, ...]], Child]:
+        cmd = list(base)
         if seed is not None:
             cmd[cmd.index("--seed") + 1] = str(seed + k)  # workers with one seed would propose the same trials
-        env = dict(os.environ)
-        if slots:
-            env["CUDA_VISIBLE_DEVICES"] = ",".join(slots[k % len(slots)])
-        procs.append(subprocess.Popen(cmd, env=env))
-    codes = [p.wait() for p in procs]
-    report = [x for x in argv if x not in ("--report-only",)]
-    subprocess.call([sys.executable, "-m", "hinet.tune", *report, "--report-only"])
+        return lambda slot: Child(f"worker {k}", cmd)
+
+    # one launcher slot per worker, so that all of them run at once (GPU slots reused round-robin)
+    codes = run_processes([worker(k) for k in range(workers)],
+                          [slots[k % len(slots)] if slots else () for k in range(workers)],
+                          progress=False, tag="hinet.tune")
+    try:
+        main([x for x in argv if x != "--report-only"] + ["--report-only"])
+    except UserError as err:  # e.g. every worker failed before the study existed: their exit codes say so
+        print(f"[hinet.tune] no report: {err}", file=sys.stderr, flush=True)
     return next((c for c in codes if c != 0), 0)
 
 
 def cli(argv: list[str] | None = None) -> int:
     """``python -m hinet.tune``: ``--workers N`` (and ``--gpus all|0,1,..``, ``--gpus-per-worker K``) start N
     worker processes of the study; otherwise this process is the one worker (:func:`main`)."""
-    import sys
-
-    from .grid import parse_gpus
-
     pre = ArgumentParser(prog="python -m hinet.tune", add_help=False)
     pre.add_argument("--workers", type=int, default=1)
     pre.add_argument("--gpus", default=None)
@@ -597,6 +493,4 @@ command = cli  # the name every command of the suite exposes for in-process call
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(cli())

@@ -1,4 +1,4 @@
-"""Tests of hinet.ablation_stats: coverage, Holm, TOST, power, group-sequential error rates and verdict wording.
+"""Tests of hinet.stats: coverage, Holm, TOST, power, group-sequential error rates and verdict wording.
 
 Simulations are vectorised over replications with fixed numpy seeds, so every test is deterministic. Tolerances
 are three binomial standard errors of the simulated rate, sqrt(p (1 - p) / R), unless stated otherwise.
@@ -17,7 +17,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
 from statsmodels.stats.weightstats import ttost_paired
 
-from hinet import ablation_stats as A
+from hinet import stats as A
 
 
 def _binomial_tol(p: float, reps: int) -> float:

@@ -804,8 +804,8 @@ OTHER_ROWS = [
     MainRow("hardware-cuda-absent", "hinet.hardware", lambda tmp: Bad(["--device", "cuda"], ["--device", "cuda"])),
     MainRow("hardware-bad-device", "hinet.hardware", lambda tmp: Bad(["--device", "gpu"], ["--device", "gpu"])),
     MainRow("hardware-threads-0", "hinet.hardware", lambda tmp: Bad(["--threads", "0"], ["--threads 0"])),
-    MainRow("hardware-bad-shape", "hinet.hardware",
-            lambda tmp: Bad(["--roofline", "--shapes", "4y16"], ["--shapes", "4y16"])),
+    MainRow("roofline-bad-shape", "benchmarks.speed.roofline",
+            lambda tmp: Bad(["--shapes", "4y16"], ["--shapes", "4y16"])),
 ]
 
 MAIN_ROWS = [*TRAIN_ROWS, *ABLATE_ROWS, *TUNE_ROWS, *BENCH_ROWS, *REPORT_ROWS, *OTHER_ROWS]

@@ -206,7 +206,8 @@ import time
 
 def test_tiny_ratio(benchmark):
     benchmark.pedantic(time.sleep, args=(0.001,), rounds=3, iterations=1)
-    benchmark.extra_info.update(device="cuda:1", input="2x3x8x8", torch_version="x", ratio=3.0, ratio_median=2.5,
+    benchmark.extra_info.update(label="a tiny ratio", device="cuda:1", input="2x3x8x8", torch_version="x", ratio=3.0,
+                                ratio_median=2.5,
                                 ratio_low=2.0, ratio_high=2.8, hardware="CUDA Fake GPU (sm_90, bf16)",
                                 gpu="Fake GPU (sm_90)", cpu_capability="AVX2",
                                 paths={"eager": {"ms_min": 3.0, "ms_median": 3.1, "ms_mean": 3.2, "rounds": 3},
@@ -217,7 +218,11 @@ def test_tiny_ratio(benchmark):
 
 def test_batched_torch(benchmark):
     benchmark.pedantic(time.sleep, args=(0.001,), rounds=2, iterations=1)
-    benchmark.extra_info.update(speedup_batched_vs_per_image=4.0)
+    benchmark.extra_info.update(speedup_batched_vs_per_image=4.0, label="batched vs per image", target=5.0)
+
+
+def test_unlabelled(benchmark):
+    benchmark.pedantic(time.sleep, args=(0.001,), rounds=1, iterations=1)
 '''
 
 
@@ -228,11 +233,14 @@ def test_speed_turns_a_real_benchmark_report_into_records(tmp_path) -> None:
     from benchmarks.speed.runner import records_from_json, run_pytest, summary_rows
     from hinet.records import append_records, read_records
 
-    bench = tmp_path / "bench_scoring.py"  # named like the real module so its target applies
+    bench = tmp_path / "bench_scoring.py"  # named like a real module: its protocol is bench_scoring
     bench.write_text(TINY_BENCH)
     report = tmp_path / "report.json"
     assert run_pytest([str(bench), "-q"], report) == 0
     data = json.loads(report.read_text())
+    with pytest.raises(ValueError, match=r"test_unlabelled: no extra_info\['label'\]"):
+        records_from_json(data, run_id="bench-test", git=("abc", False))
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["name"] != "test_unlabelled"]
     records = records_from_json(data, run_id="bench-test", git=("abc", False))
     append_records(tmp_path / "speed.jsonl", records)
     df = read_records(tmp_path / "speed.jsonl")

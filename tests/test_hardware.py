@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from benchmarks.speed import roofline
 from hinet import hardware
 from hinet.fast import FastPathUnavailableError, optimize_for_inference
 from hinet.hardware import PrecisionFallbackWarning, PrecisionUnavailableError
@@ -175,22 +176,22 @@ def test_conv_flops_agree_with_torchs_flop_counter():
     conv, x = nn.Conv2d(32, 16, 3, padding=1, bias=False), torch.rand(2, 32, 24, 20)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         conv(x)
-    assert hardware.conv_gflop(2, 32, 16, 24, 20) * 1e9 == counter.get_total_flops()
+    assert roofline.conv_gflop(2, 32, 16, 24, 20) * 1e9 == counter.get_total_flops()
 
 
 def test_theoretical_peak(avx2, monkeypatch):
     info = hardware.cpu_info()
-    assert hardware.theoretical_peak_gflops(info) == pytest.approx(2 * 2 * 8 * 2 * 2.45)
-    assert hardware.theoretical_peak_gflops(info, fma_units=1, mhz=1000) == pytest.approx(2 * 8 * 2 * 1.0)
+    assert roofline.theoretical_peak_gflops(info) == pytest.approx(2 * 2 * 8 * 2 * 2.45)
+    assert roofline.theoretical_peak_gflops(info, fma_units=1, mhz=1000) == pytest.approx(2 * 8 * 2 * 1.0)
     fake_cpu(monkeypatch, AMX_XEON, "AVX512", {0, 1, 2, 3})
-    assert hardware.theoretical_peak_gflops(hardware.cpu_info()) == pytest.approx(2 * 2 * 16 * 2 * 3.8)
+    assert roofline.theoretical_peak_gflops(hardware.cpu_info()) == pytest.approx(2 * 2 * 16 * 2 * 3.8)
     fake_cpu(monkeypatch, AVX2_EPYC.replace("cpu MHz", "bogus"), "AVX2", {0, 1})
     with pytest.raises(hardware.UserError, match="cpu MHz"):
-        hardware.theoretical_peak_gflops(hardware.cpu_info())
+        roofline.theoretical_peak_gflops(hardware.cpu_info())
 
 
 def test_cli_prints_description_and_roofline(capsys):
-    assert hardware.main(["--roofline", "--shapes", "4x16", "--min-run-time", "0.01"]) == 0
+    assert roofline.main(["--shapes", "4x16", "--min-run-time", "0.01"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == hardware.describe()
     assert f"get_cpu_capability() = {torch.backends.cpu.get_cpu_capability()}" in out
@@ -198,13 +199,15 @@ def test_cli_prints_description_and_roofline(capsys):
     assert "conv3x3 1x4x16x16 -> 4" in out and "% of peak" in out and "fastest block" in out
 
 
-@pytest.mark.parametrize("argv, message", [(["--device", "tpu9"], "device 'tpu9'"),
-                                           (["--roofline", "--shapes", "4by16"], "--shapes '4by16'"),
-                                           (["--threads", "0"], "--threads 0")])
-def test_cli_errors_are_one_line(argv, message, capsys):
-    assert hardware.main(argv) == 2
+@pytest.mark.parametrize("main, argv, message", [(hardware.main, ["--device", "tpu9"], "device 'tpu9'"),
+                                                 (roofline.main, ["--shapes", "4by16"], "--shapes '4by16'"),
+                                                 (hardware.main, ["--threads", "0"], "--threads 0"),
+                                                 (roofline.main, ["--threads", "0"], "--threads 0")])
+def test_cli_errors_are_one_line(main, argv, message, capsys):
+    assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and message in err and err.startswith("python -m hinet.hardware: error:")
+    prog = "hinet.hardware" if main is hardware.main else "benchmarks.speed.roofline"
+    assert len(err.splitlines()) == 1 and message in err and err.startswith(f"python -m {prog}: error:")
 
 
 # ----------------------------------------------------------------------------------------------- hinet.fast

@@ -79,7 +79,8 @@ def test_forward(benchmark, width: int, path: str, width64: bool, tmp_path, monk
             model(image)
 
     result = compare(benchmark, lambda: runner(image), eager, rounds=ROUNDS[width], fast_name=path,
-                     width=width, input=f"1x3x{SIZE}x{SIZE}", max_abs_diff=err)
+                     label=f"inference speed-up vs eager fp32, width {width}, {SIZE}x{SIZE}",
+                     target=1.3 if width == 32 else None, width=width, input=f"1x3x{SIZE}x{SIZE}", max_abs_diff=err)
     metrics = {"ms_per_image": 1e3 * result["fast_min_s"]}
     if path == "compiled":
         metrics["compile_s"] = first_call_s
@@ -111,6 +112,7 @@ def test_forward_cuda(benchmark, width: int, path: str) -> None:
             model(image)
 
     result = compare(benchmark, synced(lambda: runner(image)), synced(eager), rounds=20, fast_name=path,
+                     label=f"CUDA inference speed-up vs eager fp32, width {width}, {CUDA_BATCH}x{SIZE}x{SIZE}",
                      device="cuda", width=width, input=f"{CUDA_BATCH}x3x{SIZE}x{SIZE}",
                      gpu=torch.cuda.get_device_name())
     benchmark.extra_info["metrics"] = {"images_per_s": CUDA_BATCH / result["fast_min_s"],

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hinet.records import read_image_metrics, write_image_metrics
+from hinet.records import environment, read_image_metrics, write_image_metrics
 
-from .timing import environment
+from .timing import stated
 
 COMMON = dict(run_id="components-full-sidd-paper-real-s0", family="components", variant="full", seed=0,
               config_hash="0123456789ab", git_commit="0" * 40, synthetic=False, recipe="paper")
@@ -30,5 +30,6 @@ def test_per_image_write(benchmark, tmp_path, case: str) -> None:
     files = sorted(tmp_path.rglob("*.parquet"))
     size = files[0].stat().st_size
     assert len(read_image_metrics(files[0])) == len(rows)
-    benchmark.extra_info.update(environment(), input=f"{len(rows)} values", metrics={
+    benchmark.extra_info.update(environment("cpu", hardware=True), **stated(f"per-image metrics write, {case}"),
+                                input=f"{len(rows)} values", metrics={
         "kb_per_validation": size / 1024, "bytes_per_value": size / len(rows)})

@@ -20,8 +20,9 @@ import torch
 from scipy import ndimage
 
 from hinet.metrics import psnr, ssim
+from hinet.records import environment
 
-from .timing import environment, ratio_info, summary_ms
+from .timing import ratio_info, stated, summary_ms
 
 N_BLOCKS = 64
 BLOCK = 256  # SIDD validation blocks are 256 x 256 x 3
@@ -79,9 +80,9 @@ def blocks() -> dict[str, object]:
 
 
 def test_per_image_numpy(benchmark, blocks) -> None:
-    benchmark.extra_info.update(environment("cpu"))
+    benchmark.extra_info.update(environment("cpu", hardware=True))
     benchmark.extra_info.update(n_blocks=N_BLOCKS, block=f"{BLOCK}x{BLOCK}x3", input=f"{N_BLOCKS}x3x{BLOCK}x{BLOCK}",
-                                path="numpy/scipy per image")
+                                path="numpy/scipy per image", **stated("per-image numpy PSNR+SSIM"))
     out = benchmark.pedantic(
         score_per_image_numpy, args=(blocks["pred"], blocks["gt"]), rounds=ROUNDS, iterations=1
     )
@@ -112,7 +113,7 @@ def test_batched_torch(benchmark, blocks, torch_threads) -> None:
             score_per_image_numpy(blocks["pred"], blocks["gt"])
             per_image_s.append(time.perf_counter() - start)
     batched_s = list(benchmark.stats.stats.data)
-    benchmark.extra_info.update(environment(blocks["pred_t"].device))  # while torch_threads is in force
+    benchmark.extra_info.update(environment(blocks["pred_t"].device, hardware=True))  # while torch_threads is in force
     benchmark.extra_info.update(
         n_blocks=N_BLOCKS,
         block=f"{BLOCK}x{BLOCK}x3",
@@ -123,5 +124,6 @@ def test_batched_torch(benchmark, blocks, torch_threads) -> None:
         paths={"numpy per image": summary_ms(per_image_s), "torch batched": summary_ms(batched_s)},
         compared={"baseline": "numpy per image", "fast": "torch batched", "measure": "ms_median"},
         ratio_of="per-image numpy time / batched torch time",
+        **stated("batched torch PSNR+SSIM vs per-image numpy", 5.0),
         **ratio_info(per_image_s, batched_s, paired=False),  # separate tests: rounds not interleaved
     )

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import torch
 
-from .timing import status_kb
+from hinet.records import environment
+
+from .timing import stated, status_kb
 
 WIDTH = 64
 FRAME = (720, 1280)  # H, W
@@ -76,8 +78,6 @@ def test_frame_720p(benchmark) -> None:
 
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("peak-RSS reset needs Linux /proc/self/clear_refs")
-    from .timing import environment
-
     full = run_child("full")
     holder: dict[str, dict] = {}
 
@@ -86,7 +86,7 @@ def test_frame_720p(benchmark) -> None:
 
     benchmark.pedantic(tiled, rounds=1, iterations=1)
     tile = holder["tiled"]
-    benchmark.extra_info.update(environment("cpu"))
+    benchmark.extra_info.update(environment("cpu", hardware=True))
     benchmark.extra_info.update(
         width=WIDTH, frame=f"{FRAME[1]}x{FRAME[0]}", input=f"1x3x{FRAME[0]}x{FRAME[1]}", tile=TILE,
         tile_batch=TILE_BATCH,
@@ -95,6 +95,7 @@ def test_frame_720p(benchmark) -> None:
         compared={"baseline": "full", "fast": "tiled", "measure": "peak_mb"},
         ratio=full["peak_mb"] / tile["peak_mb"], ratio_median=full["peak_mb"] / tile["peak_mb"],  # one round
         ratio_of="full-image peak MB / tiled peak MB",
+        **stated(f"full-image / tiled peak memory, {FRAME[1]}x{FRAME[0]}, width {WIDTH}", 2.0),
         metrics={"time_ratio_tiled_over_full": tile["forward_s"] / full["forward_s"]})
 
 

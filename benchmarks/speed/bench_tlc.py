@@ -123,6 +123,7 @@ def test_tlc_forward_cpu(benchmark, preset: str, size: str) -> None:
 
     result = compare(benchmark, forward(local, x), forward(model, x), rounds=ROUNDS[size], warmup_rounds=WARMUP[size],
                      fast_name="tlc", baseline_name="global", preset=preset, width=CPU_WIDTH, input=f"1x3x{size}",
+                     label=f"TLC vs whole-image normalisation, {preset} net width {CPU_WIDTH}, {size}",
                      base_size=BASE_SIZE, train_size=TRAIN_SIZE, max_abs_diff_vs_global=diff,
                      cpu_capability=torch.backends.cpu.get_cpu_capability())
     metrics = {"time_ratio_tlc_over_global": 1 / result["ratio"], "ms_tlc": 1e3 * result["fast_min_s"],
@@ -152,6 +153,7 @@ def test_tlc_forward_cuda(benchmark, preset: str, size: str) -> None:
 
     result = compare(benchmark, forward(local, x, sync=True), forward(model, x, sync=True), rounds=10,
                      warmup_rounds=3, fast_name="tlc", baseline_name="global", device="cuda", preset=preset,
+                     label=f"CUDA TLC vs whole-image normalisation, {preset} net width {CUDA_WIDTH}, {size}",
                      width=CUDA_WIDTH, input=f"1x3x{size}",
                      base_size=BASE_SIZE, train_size=TRAIN_SIZE, max_abs_diff_vs_global=diff,
                      gpu=torch.cuda.get_device_name())

@@ -23,20 +23,20 @@ records use the columns so (each column has one meaning):
   ``extra_info["paths"]`` its numbers under variant ``<name>:<path>`` (e.g. ``...:eager``, with ``peak_mb``
   where measured); ``ratio`` and ``ratio_median`` (``speedup_*`` keys count as ``ratio``) with the 95%
   interval of ``ratio_median``, ``ratio_low``/``ratio_high``, where computed; ``target`` (the minimum ratio
-  of :data:`TARGETS`, where one applies); ``baseline_<measure>`` and ``fast_<measure>`` (e.g.
-  ``baseline_ms_median``): the two compared paths' numbers again under the benchmark's own variant, as
-  ``extra_info["compared"]`` names them, so that one run holds a whole comparison; and every entry of
-  ``extra_info["metrics"]`` (see :mod:`benchmarks.speed.timing` for these conventions).
+  the benchmark states in ``extra_info["target"]``, where it has one); ``baseline_<measure>`` and
+  ``fast_<measure>`` (e.g. ``baseline_ms_median``): the two compared paths' numbers again under the
+  benchmark's own variant, as ``extra_info["compared"]`` names them, so that one run holds a whole
+  comparison; and every entry of ``extra_info["metrics"]`` (see :mod:`benchmarks.speed.timing` for these conventions).
 
-Then it prints every ratio next to its target (:data:`TARGETS`). Ratios only mean something when both sides
-ran in the same invocation, which every benchmark here does. Arguments other than ``--records`` go to pytest
-(e.g. ``-k train``, ``--bench-width64``); with no path among them, ``benchmarks/speed/`` is run. The exit
-code is pytest's; nothing is recorded when pytest fails.
+Then it prints every ratio next to its target and the benchmark's ``extra_info["label"]`` (:func:`stated`:
+each benchmark states its own label and target; one without a label is an error). Ratios only mean something
+when both sides ran in the same invocation, which every benchmark here does. Arguments other than
+``--records`` go to pytest (e.g. ``-k train``, ``--bench-width64``); with no path among them,
+``benchmarks/speed/`` is run. The exit code is pytest's; nothing is recorded when pytest fails.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import subprocess
@@ -54,21 +54,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SUITE = Path(__file__).resolve().parent
 DEFAULT_RECORDS = ROOT / "results" / "records" / "speed.jsonl"
 
-#: (pattern on ``<module>::<benchmark name>``, minimum ratio, what is compared). Higher ratios are better.
-TARGETS: list[tuple[str, float, str]] = [
-    ("bench_model::test_forward[[]w32-*", 1.3, "inference speed-up vs eager fp32, width 32, 256x256"),
-    ("bench_train::test_train_step[[]*", 1.2, "training-step speed-up vs eager fp32, sidd-proxy"),
-    ("bench_scoring::test_batched_torch*", 5.0, "batched torch PSNR+SSIM vs per-image numpy"),
-    ("bench_data::test_patches_per_second*", 2.0, "loader patches/s vs proxy step consumption"),
-    ("bench_tiling::test_frame_720p*", 2.0, "full-image / tiled peak memory, 1280x720, width 64"),
-]
-
-
-def target_for(key: str) -> tuple[float, str] | None:
-    for pattern, minimum, what in TARGETS:
-        if fnmatch.fnmatchcase(key, pattern):
-            return minimum, what
-    return None
+def stated(bench: dict) -> tuple[str, float | None]:
+    """(label, target) that a benchmark states in ``extra_info``: ``label`` says what it measures or compares
+    (required), ``target`` the minimum of its higher-is-better ratio (where it has one). A benchmark without a
+    label is an error: renaming a test must not relabel the speed table."""
+    extra = bench.get("extra_info", {})
+    label = extra.get("label")
+    if not isinstance(label, str) or not label:
+        raise ValueError(f"benchmark {bench.get('fullname', bench.get('name'))}: no extra_info['label']; every "
+                         "speed benchmark states what it measures (benchmarks.speed.timing)")
+    target = extra.get("target")
+    return label, None if target is None else float(target)
 
 
 def _module(bench: dict) -> str:
@@ -134,9 +130,9 @@ def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None =
         name, stats = bench["name"], bench["stats"]
         timed = {f"ms_{k}": 1e3 * float(stats[k]) for k in ("min", "mean", "median", "stddev")}
         timed.update(_ratios(extra))
-        target = target_for(f"{_module(bench)}::{name}")
+        target = stated(bench)[1]
         if target is not None:
-            timed["target"] = target[0]
+            timed["target"] = target
         timed.update(_compared(bench))
         timed.update({k: float(v) for k, v in extra.get("metrics", {}).items()})
         out += rec.make_records(common, timed, variant=name, run_id=f"{run_id}/{_module(bench)}::{name}")
@@ -152,19 +148,17 @@ def summary_rows(data: dict) -> list[dict[str, Any]]:
     rows = []
     for bench in data["benchmarks"]:
         key = f"{_module(bench)}::{bench['name']}"
-        ratios, target = _ratios(bench.get("extra_info", {})), target_for(key)
+        (label, target), ratios = stated(bench), _ratios(bench.get("extra_info", {}))
         if not ratios and target is None:
             continue
         ratio = ratios.get("ratio")
-        verdict = "-" if target is None or ratio is None else ("meets" if ratio >= target[0] else "MISSES")
+        verdict = "-" if target is None or ratio is None else ("meets" if ratio >= target else "MISSES")
         paths = bench.get("extra_info", {}).get("paths", {})
         times = ", ".join(f"{p} {v['ms_min']:.1f} ms" for p, v in paths.items() if "ms_min" in v)
         interval = (f"{ratios['ratio_low']:.2f}-{ratios['ratio_high']:.2f}" if "ratio_low" in ratios else None)
         rows.append({"benchmark": key, "ratio": ratio, "ratio (medians)": ratios.get("ratio_median"),
-                     "95% interval (medians)": interval,
-                     "target": None if target is None else f">= {target[0]:g}", "verdict": verdict,
-                     "compares": target[1] if target else bench.get("extra_info", {}).get("ratio_of", ""),
-                     "timed paths (min)": times})
+                     "95% interval (medians)": interval, "target": None if target is None else f">= {target:g}",
+                     "verdict": verdict, "compares": label, "timed paths (min)": times})
     return rows
 
 

@@ -16,18 +16,20 @@ Conventions for ``benchmark.extra_info`` (read by :mod:`benchmarks.speed.runner`
 * ``ratio`` (and ``ratio_median``): a higher-is-better ratio of this benchmark (a speed-up or a memory
   saving), ``ratio_of``: what it divides; ``ratio_low``/``ratio_high``: the 95% interval of
   ``ratio_median`` (:func:`ratio_interval`; absent with fewer than 2 rounds a path);
+* ``label``: what the benchmark measures or compares, in words (required: the runner refuses a benchmark
+  without one, so that renaming a test never relabels the speed table); ``target``: the minimum of its
+  ratio, where it has one (:func:`stated`);
 * ``metrics``: other numbers, ``{metric name: value}`` (e.g. ``peak_mb``, ``patches_per_s``);
 * ``input``: what one timed call processes, as a shape ``NxCxHxW`` (e.g. ``1x3x256x256``; synthetic
   tensors), stored as the record's ``dataset``;
 * ``device``, ``hardware`` (:func:`hinet.hardware.describe` of the device), ``cpu_capability``
   (``torch.backends.cpu.get_cpu_capability()``), ``gpu`` (CUDA: model and compute capability),
-  ``torch_threads``, ``torch_version``, ``cpu``: where it ran (:func:`environment`).
+  ``torch_threads``, ``torch_version``, ``cpu``: where it ran (``hinet.records.environment(device,
+  hardware=True)``, called while the benchmark's thread setting is in force).
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -38,7 +40,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from hinet import hardware
+from hinet.records import environment
 
 
 def status_kb() -> dict[str, int]:
@@ -51,29 +53,10 @@ def status_kb() -> dict[str, int]:
     return out
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` is often empty on Linux)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def environment(device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Where a benchmark ran: device, its :func:`hinet.hardware.describe` line (``hardware``), torch's CPU
-    capability (``cpu_capability``, e.g. ``AVX2``), on CUDA the GPU model and compute capability (``gpu``),
-    torch threads and version, CPU model and logical core count. Call it while the benchmark's thread
-    setting is in force: ``hardware`` names the thread count."""
-    dev = torch.device(device)
-    info: dict[str, Any] = {"device": str(dev), "hardware": hardware.describe(dev),
-                            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
-    if dev.type == "cuda":
-        gpu = hardware.cuda_info(dev)
-        info["gpu"] = f"{gpu.name} (sm_{gpu.capability[0]}{gpu.capability[1]})"
-    return {**info, "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
-            "cpu": cpu_model(), "cpu_count": os.cpu_count()}
+def stated(label: str, target: float | None = None) -> dict[str, Any]:
+    """``extra_info`` entries by which a benchmark states what it measures (``label``, required by the runner)
+    and, where it has one, the minimum of its higher-is-better ratio (``target``)."""
+    return {"label": label} if target is None else {"label": label, "target": target}
 
 
 def _ratio_of_medians(baseline: np.ndarray, fast: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -116,13 +99,14 @@ def summary_ms(seconds: list[float]) -> dict[str, float]:
             "ms_mean": 1e3 * statistics.fmean(seconds), "rounds": len(seconds)}
 
 
-def compare(benchmark, fast: Callable[[], Any], baseline: Callable[[], Any], *, rounds: int, warmup_rounds: int = 2,
-            fast_name: str = "fast", baseline_name: str = "eager", device: str | torch.device = "cpu",
-            **info: Any) -> dict[str, float]:
+def compare(benchmark, fast: Callable[[], Any], baseline: Callable[[], Any], *, label: str, rounds: int,
+            target: float | None = None, warmup_rounds: int = 2, fast_name: str = "fast", baseline_name: str = "eager",
+            device: str | torch.device = "cpu", **info: Any) -> dict[str, float]:
     """Time ``fast`` (pytest-benchmark) and ``baseline`` (interleaved, in the setup hook) for ``rounds`` rounds.
 
     ``warmup_rounds`` untimed calls of each first (oneDNN builds its kernels and the allocator grows its
-    pools on the first calls). Fills ``benchmark.extra_info`` (see the module docstring); returns
+    pools on the first calls). ``label``/``target``: what the comparison is and the minimum ratio it aims at
+    (:func:`stated`). Fills ``benchmark.extra_info`` (see the module docstring); returns
     ``{"ratio", "ratio_median", "fast_min_s", "baseline_min_s"}``.
     """
     for _ in range(warmup_rounds):
@@ -139,8 +123,8 @@ def compare(benchmark, fast: Callable[[], Any], baseline: Callable[[], Any], *, 
     benchmark.pedantic(fast, setup=time_baseline, rounds=rounds, iterations=1)
     fast_s = list(benchmark.stats.stats.data)
     ratios = ratio_info(baseline_s, fast_s, paired=True)
-    benchmark.extra_info.update(environment(device))
-    benchmark.extra_info.update(info)
+    benchmark.extra_info.update(environment(device, hardware=True))
+    benchmark.extra_info.update(info, **stated(label, target))
     benchmark.extra_info["paths"] = {baseline_name: summary_ms(baseline_s), fast_name: summary_ms(fast_s)}
     benchmark.extra_info["compared"] = {"baseline": baseline_name, "fast": fast_name, "measure": "ms_median"}
     benchmark.extra_info.update(ratios, ratio_of=f"{baseline_name} time / {fast_name} time")

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..ablation_stats import ESTIMANDS
 from ..atomic import check_output
 from ..errors import ArgumentParser, run_command
 from ..published import PUBLISHED_COLUMNS, PUBLISHED_DIR, load_published, paper_points
 from ..records import image_store, read_image_metrics, read_records
+from ..stats import ESTIMANDS
 from ..tasks import EVALUATION_FAMILIES, NON_ABLATION_FAMILIES, SPEED, STUDY, slug
 from .consistency import check_per_image
 from .figures import (

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..ablation_stats import ESTIMANDS
 from ..atomic import atomic_write_text, replacing
+from ..stats import ESTIMANDS
 from .labels import NOT_COMPARABLE, is_paper_kind, kind_label
 from .speed_labels import MEASURES, comparison_labels, split_device
 from .statistics import QUALITY, variant_stats

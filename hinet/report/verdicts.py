@@ -3,12 +3,12 @@
 For each ablation family on one dataset and kind, and each validation set, protocol and metric with
 per-image results (``hinet.records.read_image_metrics``), every variant is compared with the family's
 declared reference (``REFERENCE`` in ``ablations/<family>.py``, carried by the run spec into every record)
-by :func:`hinet.ablation_stats.verdict_table`, once per estimand (:data:`hinet.ablation_stats.ESTIMANDS`:
+by :func:`hinet.stats.verdict_table`, once per estimand (:data:`hinet.stats.ESTIMANDS`:
 ``test_set``, these test images; ``population``, new scenes): the mean paired difference with its 95%
 interval, Holm across the family's comparisons, TOST against the margin, the minimum detectable effect at 80%
 power, the seeds needed to detect the margin, the nested variance split and a verdict in words.
 
-Margins: PSNR as :data:`hinet.ablation_stats.DEFAULT_MARGINS` (0.05 dB at paper scale, 0.1 dB at proxy
+Margins: PSNR as :data:`hinet.stats.DEFAULT_MARGINS` (0.05 dB at paper scale, 0.1 dB at proxy
 scale); SSIM :data:`SSIM_MARGINS` (our choice: 0.001 at paper scale, 0.002 at proxy scale, about the SSIM
 change that accompanies the PSNR margins on these tasks).
 
@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..ablation_stats import ESTIMAND_WORDS, ESTIMANDS, default_margin, verdict_table, verdicts_by_step
 from ..evaluate import parse_protocol
+from ..stats import ESTIMAND_WORDS, ESTIMANDS, default_margin, verdict_table, verdicts_by_step
 
 SSIM_MARGINS = {"paper": 0.001, "proxy": 0.002}
 METRIC_UNITS = {"psnr": "dB", "ssim": ""}

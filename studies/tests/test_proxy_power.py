@@ -4,7 +4,7 @@ cheapest grid for the target. Synthetic inputs only; no training."""
 import numpy as np
 import pytest
 
-from hinet.ablation_stats import VarianceComponents
+from hinet.stats import VarianceComponents
 from studies import proxy_power_analysis as pa
 
 MODEL = pa.CostModel(startup_s=3.0, val_s_per_image=0.03, contention=1.0,
