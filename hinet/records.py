@@ -63,7 +63,8 @@ class Record:
     default rather than a real dataset; ``recipe`` is e.g. ``proxy``, ``paper``, ``eval`` or ``bench``;
     ``reference`` is the variant an ablation family compares every variant with (the family's declared
     ``REFERENCE``, carried by the run spec; None outside ablation families and in records written before it
-    was recorded).
+    was recorded); ``label`` is the writer's own words for what the number measures (speed records: the
+    benchmark's stated comparison, and ``baseline``/``fast`` on its compared paths; None elsewhere).
     """
 
     run_id: str
@@ -85,6 +86,7 @@ class Record:
     synthetic: bool
     recipe: str
     reference: str | None = None
+    label: str | None = None
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -130,7 +132,7 @@ IDENTITY: tuple[str, ...] = ("run_id", "split", "dataset", "protocol", "metric",
 BATCH_KEY, SIZE_KEY = "_batch", "_n"  # batch framing of a JSONL line (not Record fields)
 _BOOL_FIELDS = frozenset({"git_dirty", "synthetic"})
 _OPT_INT_FIELDS = frozenset({"step", "seed"})
-_OPT_STR_FIELDS = frozenset({"reference"})
+_OPT_STR_FIELDS = frozenset({"reference", "label"})
 
 
 def utc_now() -> str:

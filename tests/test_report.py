@@ -55,10 +55,13 @@ def speed_records() -> list[Record]:
                      "ratio": 9.5, "ratio_median": 9.5, "target": 2.0, "baseline_peak_mb": 3990.0,
                      "fast_peak_mb": 420.0},
                  ("bench_scoring", "test_per_image_numpy", "64x3x256x256"): {"ms_median": 900.0}}
+        labels = {"test_forward[w32-fast]": INFERENCE, "test_forward[w32-fast]:eager": "baseline",
+                  "test_forward[w32-fast]:fast": "fast", "test_frame_720p": TILING}  # as the runner stores them
         for (protocol, variant, dataset), metrics in bench.items():
             for metric, value in metrics.items():
                 out.append(_rec(f"{inv}/{protocol}::{variant}", variant, "bench", metric, value, None, None,
-                                **{**common, "protocol": protocol, "dataset": dataset}))
+                                **{**common, "protocol": protocol, "dataset": dataset,
+                                   "label": labels.get(variant)}))
     out.append(_rec("bench-old/bench_old::test_old", "test_old", "bench", "ratio", 2.0, None, None,
                     family="speed", recipe="bench", protocol="bench_old", dataset="unspecified", device="cpu"))
     return out
@@ -182,7 +185,8 @@ def test_speed_table_has_one_readable_row_per_comparison(report):
     assert speed["what"].tolist() == [INFERENCE, INFERENCE, TILING, TILING, "bench_old::test_old"]
     first, second, tiled, _, old = (speed.iloc[i] for i in range(5))
     assert (first["baseline"], first["fast"], first["unit"]) == (300.0, 240.0, "ms, median of rounds")
-    assert first["baseline path"].startswith("eager fp32") and "channels_last" in first["fast path"]
+    assert (first["baseline path"], first["fast path"]) == ("eager", "fast")  # the paths the benchmark compared
+    assert (tiled["baseline path"], tiled["fast path"]) == ("baseline", "fast")  # no path records: the roles
     assert (first["ratio"], first["ratio_low"], first["ratio_high"], first["target"]) == (1.25, 1.2, 1.32, 1.3)
     assert first["meets target"] == "unclear" and second["meets target"] == "yes"  # 1.2..1.32 straddles 1.3
     assert (first["device"], first["capability"]) == (CPU_HARDWARE, "AVX2")

@@ -135,11 +135,14 @@ def records_from_json(data: dict, *, run_id: str, git: tuple[str, bool] | None =
             timed["target"] = target
         timed.update(_compared(bench))
         timed.update({k: float(v) for k, v in extra.get("metrics", {}).items()})
-        out += rec.make_records(common, timed, variant=name, run_id=f"{run_id}/{_module(bench)}::{name}")
+        out += rec.make_records(common, timed, variant=name, run_id=f"{run_id}/{_module(bench)}::{name}",
+                                label=stated(bench)[0])
+        roles = {path: role for role, path in extra.get("compared", {}).items() if role in ("baseline", "fast")}
         for path, numbers in extra.get("paths", {}).items():
             values = {k: float(v) for k, v in numbers.items() if k != "rounds"}
             variant = f"{name}:{path}"
-            out += rec.make_records(common, values, variant=variant, run_id=f"{run_id}/{_module(bench)}::{variant}")
+            out += rec.make_records(common, values, variant=variant, run_id=f"{run_id}/{_module(bench)}::{variant}",
+                                    label=roles.get(path))
     return out
 
 

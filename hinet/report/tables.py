@@ -160,7 +160,8 @@ def speed_table(records: pd.DataFrame) -> pd.DataFrame:
     """One row per comparison of the speed suite and invocation (family 'speed' records, the runner's
     convention: ``benchmarks/speed/runner.py``): columns :data:`SPEED_COLUMNS`.
 
-    ``what``/``baseline path``/``fast path`` are the labels of :mod:`hinet.report.speed_labels`; ``baseline``
+    ``what``/``baseline path``/``fast path`` are the benchmark's own words
+    (:mod:`hinet.report.speed_labels`); ``baseline``
     and ``fast`` are the compared paths' medians over rounds in ``unit`` (ms per call; MB of peak memory
     for the tiling benchmark); ``ratio`` = baseline / fast of those medians (higher is better; the ratio of
     minima where no median was recorded) with its 95% bootstrap interval ``ratio_low``..``ratio_high``
@@ -170,20 +171,21 @@ def speed_table(records: pd.DataFrame) -> pd.DataFrame:
     ``measured`` the invocation's UTC time. Benchmarks without a ratio (a path timed alone) have no row.
     """
     rows = []
-    bench = records[~records["variant"].str.contains(":", regex=False)]  # "<name>:<path>" rows are paths
+    is_path = records["variant"].str.contains(":", regex=False)  # "<name>:<path>" rows are paths
+    bench, path_rows = records[~is_path], records[is_path]
     invocation = bench["run_id"].str.split("/", n=1).str[0]
-    for (_, protocol, variant, device), block in bench.groupby([invocation, "protocol", "variant", "device"],
-                                                              sort=False):
+    path_of = path_rows["run_id"].str.rsplit(":", n=1).str[0]  # "<invocation>/<module>::<name>"
+    for (_, _, _, device), block in bench.groupby([invocation, "protocol", "variant", "device"], sort=False):
         values = dict(zip(block["metric"], block["value"]))
         if "ratio" not in values and "ratio_median" not in values:
             continue
-        order, what, baseline, fast = comparison_labels(str(protocol), str(variant))
+        what, baseline, fast = comparison_labels(block, path_rows[path_of == block["run_id"].iloc[0]])
         measure = next((m for m in MEASURES if f"baseline_{m}" in values), None)
         ratio = values.get("ratio_median", values.get("ratio"))
         low, high = values.get("ratio_low", np.nan), values.get("ratio_high", np.nan)
         target = values.get("target", np.nan)
         hardware, capability = split_device(str(device))
-        rows.append({"_order": order, "what": what, "baseline path": baseline, "fast path": fast,
+        rows.append({"what": what, "baseline path": baseline, "fast path": fast,
                      "unit": MEASURES[measure] if measure else "not recorded",
                      "baseline": values.get(f"baseline_{measure}", np.nan),
                      "fast": values.get(f"fast_{measure}", np.nan), "ratio": ratio, "ratio_low": low,
@@ -192,7 +194,9 @@ def speed_table(records: pd.DataFrame) -> pd.DataFrame:
                      "measured": block["time"].min().strftime("%Y-%m-%d %H:%M UTC")})
     if not rows:
         return pd.DataFrame(columns=list(SPEED_COLUMNS))
-    table = pd.DataFrame(rows).sort_values(["_order", "what", "measured"], kind="stable")
+    table = pd.DataFrame(rows)
+    first_seen = {what: i for i, what in reversed(list(enumerate(table["what"])))}
+    table = table.assign(_order=table["what"].map(first_seen)).sort_values(["_order", "measured"], kind="stable")
     return table[list(SPEED_COLUMNS)].reset_index(drop=True)
 
 
