@@ -261,6 +261,10 @@ def test_speed_turns_a_real_benchmark_report_into_records(tmp_path) -> None:
     # the compared paths' numbers again under the benchmark's own variant; the target where one applies
     assert (got[("test_tiny_ratio", "baseline_ms_median")], got[("test_tiny_ratio", "fast_ms_median")]) == (3.1, 1.24)
     assert got[("test_batched_torch", "target")] == 5.0 and ("test_tiny_ratio", "target") not in got
+    # the benchmark's own words travel with its records: its label, and the roles of its compared paths
+    labels = dict(zip(df["variant"], df["label"]))
+    assert labels["test_tiny_ratio"] == "a tiny ratio" and labels["test_batched_torch"] == "batched vs per image"
+    assert (labels["test_tiny_ratio:eager"], labels["test_tiny_ratio:fast"]) == ("baseline", "fast")
     rows = {r["benchmark"]: r for r in summary_rows(data)}
     assert rows["bench_scoring::test_batched_torch"]["verdict"] == "MISSES"  # 4 < target 5
     assert rows["bench_scoring::test_tiny_ratio"]["verdict"] == "-"  # no target
