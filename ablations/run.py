@@ -24,9 +24,9 @@ from pathlib import Path
 from hinet.atomic import check_output
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
+from hinet.image_records import image_store
 from hinet.recipes import proxy_name, with_iters
 from hinet.recipes import recipe as get_recipe
-from hinet.records import image_store
 from hinet.spec import RunSpec
 from hinet.stats import ESTIMANDS
 from hinet.tasks import DATASETS, TASKS
@@ -201,7 +201,7 @@ def _sequential(a: argparse.Namespace, dataset: str, records: Path, gpus: list[s
     import os
 
     from hinet.evaluate import protocol as get_protocol
-    from hinet.records import read_image_metrics
+    from hinet.image_records import read_image_metrics
     from hinet.stats import sequential_decisions
 
     from .sequential import Budget, Clock, decision_frame, make_plan, probe_run_seconds, write_log

@@ -15,6 +15,7 @@ import torch
 
 from . import records as rec
 from .evaluate import SetResult
+from .image_records import image_store, write_image_metrics
 from .spec import RunSpec, evaluation_labels, validation_protocols
 
 
@@ -52,14 +53,13 @@ class Recorder:
     def model_size(self, params: int, macs: float) -> None:
         runs = [self.common] + [{**self.common, "run_id": f"{self.run_id}@{label}", "variant": label}
                                 for label in evaluation_labels(self.spec).values()]
-        self._append([rec.Record(**common, dataset=self.dataset, split="model", protocol="model", metric=k,
-                                 value=float(v), step=0, time=rec.utc_now())
-                      for common in runs for k, v in (("params", params), ("macs", macs))])
+        sizes = {"params": float(params), "macs": float(macs)}
+        self._append([r for common in runs for r in rec.make_records(common, sizes, dataset=self.dataset,
+                                                                     split="model", protocol="model", step=0)])
 
     def train(self, step: int, values: dict[str, float]) -> None:
-        now = rec.utc_now()
-        self._append([rec.Record(**self.common, dataset=self.dataset, split="train", protocol="train", metric=k,
-                                 value=float(v), step=step, time=now) for k, v in values.items()])
+        self._append(rec.make_records(self.common, {k: float(v) for k, v in values.items()}, dataset=self.dataset,
+                                      split="train", protocol="train", step=step))
         if self.tensorboard is not None:
             for k, v in values.items():
                 self.tensorboard.add_scalar(f"train/{k}", v, step)
@@ -80,13 +80,13 @@ class Recorder:
                 label, protocol = labels[res.protocol], scoring
                 common = {**self.common, "run_id": f"{self.run_id}@{label}", "variant": label}
             image_rows = per_image.setdefault(common["run_id"], (common, []))[1]
-            for metric, value in res.metrics.items():
-                rows.append(rec.Record(**common, dataset=res.dataset, split="val", protocol=protocol,
-                                       metric=metric, value=float(value), step=step, time=now))
+            rows += rec.make_records(common, {k: float(v) for k, v in res.metrics.items()}, dataset=res.dataset,
+                                     split="val", protocol=protocol, step=step, time=now)
+            for metric in res.metrics:
                 image_rows += [(res.dataset, "val", protocol, metric, name, scene, v)
                                for name, scene, v in zip(res.names, res.scenes, res.per_image[metric])]
         for common, image_rows in per_image.values():
-            rec.write_image_metrics(rec.image_store(self.path), common, step, image_rows)
+            write_image_metrics(image_store(self.path), common, step, image_rows)
         self._append(rows)  # after the per-image files: a set mean is never recorded without its images
         if self.tensorboard is not None:
             for r in rows:

@@ -61,6 +61,7 @@ from .data.verify import verify_pairs
 from .errors import ArgumentParser, UserError, run_command
 from .evaluate import evaluate
 from .hardware import describe, resolve_precision
+from .image_records import image_store
 from .recipes import lr_at
 from .recorder import Recorder
 from .rundir import CHECKPOINT, DONE, RunConflictError, RunLock, prepare_dir, write_config
@@ -156,7 +157,7 @@ def preflight(spec: RunSpec, run_dir: Path, records_path: Path, images_dir: Path
     check_output(run_dir, "--run-dir", folder=True)
     check_output(run_dir / CHECKPOINT, "--run-dir")
     check_output(records_path, "--records")
-    check_output(rec.image_store(records_path), "--records", folder=True)
+    check_output(image_store(records_path), "--records", folder=True)
     if images_dir is not None:
         check_output(images_dir, "--images-dir", folder=True)
     if json_path is not None:

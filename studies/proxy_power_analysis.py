@@ -59,7 +59,7 @@ FAST_PATHS_OK = 1e-4  # largest relative loss difference from eager that counts 
 # ----------------------------------------------------------------------------------------------- data
 def per_image(root: Path, name: str, protocol: str = PROTOCOL) -> pd.DataFrame:
     """Per-image PSNR of one pilot under ``protocol``: columns run_id, variant, seed, step, image, value."""
-    from hinet.records import read_image_metrics
+    from hinet.image_records import read_image_metrics
 
     df = read_image_metrics(root / name / "records" / "per_image")
     df = df[(df["dataset"] == DATASET) & (df["protocol"] == protocol) & (df["metric"] == METRIC)]

@@ -8,13 +8,11 @@ import os
 import pytest
 
 from hinet.atomic import OutputError
+from hinet.image_records import image_store, read_image_metrics, write_image_metrics
 from hinet.records import (
     Record,
     append_records,
-    image_store,
-    read_image_metrics,
     read_records,
-    write_image_metrics,
 )
 
 BASE = dict(run_id="r1", family="components", variant="full", dataset="SIDD", split="val", protocol="denoise/clamped",
@@ -110,7 +108,7 @@ def test_per_image_scene_column_and_files_without_it_read_as_scene_equals_image(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hinet.records import IMAGE_COLUMNS
+    from hinet.image_records import IMAGE_COLUMNS
 
     assert IMAGE_COLUMNS[IMAGE_COLUMNS.index("image") + 1] == "scene"
     common = {k: BASE[k] for k in ("run_id", "family", "variant", "seed", "config_hash", "git_commit", "synthetic",

@@ -16,7 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from hinet.errors import USAGE
-from hinet.records import Record, append_records, image_file, write_image_metrics
+from hinet.image_records import image_file, write_image_metrics
+from hinet.records import Record, append_records
 from hinet.report import command
 
 RUNS = [(variant, seed) for variant in ("full", "no_sam") for seed in (0, 1)]

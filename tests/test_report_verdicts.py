@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hinet.records import Record, append_records, write_image_metrics
+from hinet.image_records import write_image_metrics
+from hinet.records import Record, append_records
 from hinet.report import build_report, output_for
 
 # "baseline" sorts before the declared reference "full": the report must read the reference from the records

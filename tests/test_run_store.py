@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hinet.records import read_image_metrics, read_records
+from hinet.image_records import read_image_metrics
+from hinet.records import read_records
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}

@@ -10,8 +10,9 @@ import pytest
 from ablations import test_time
 from hinet.config import scaled
 from hinet.evaluate import parse_protocol
+from hinet.image_records import read_image_metrics
 from hinet.recipes import recipe
-from hinet.records import read_image_metrics, read_records
+from hinet.records import read_records
 from hinet.spec import PreflightError, RunSpec
 from hinet.train import train
 

@@ -8,8 +8,9 @@ from dataclasses import replace
 import pytest
 
 from hinet.config import preset, scaled
+from hinet.image_records import read_image_metrics
 from hinet.recipes import recipe
-from hinet.records import read_image_metrics, read_records
+from hinet.records import read_records
 from hinet.spec import RunSpec
 from hinet.train import train
 

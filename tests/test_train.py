@@ -196,7 +196,7 @@ def test_trains_on_each_real_layout(tmp_path, recipe):
     assert sorted({key.split("/")[0] for key in metrics}) == sorted(expected)
     records = (tmp_path / "r" / "records.jsonl").read_text()
     assert '"synthetic":false' in records.replace(" ", "") and '"recipe":"proxy"' in records.replace(" ", "")
-    from hinet.records import read_image_metrics
+    from hinet.image_records import read_image_metrics
 
     images = read_image_metrics(tmp_path / "r" / "per_image")  # every per-image row names its scene
     scenes = {"sidd-proxy": {"0000"}, "gopro-proxy": {"c"}, "rain13k-proxy": {"x"}}[recipe]  # 2 blocks of image 0
@@ -231,7 +231,8 @@ def test_a_kill_right_after_a_checkpoint_loses_no_validation_and_a_second_traine
     checkpoint, so a process killed the moment a checkpoint appears has recorded every validation up to
     that step, and the resume (which starts after it) never skips one. While the first process trains,
     a second one on the same run directory is refused by the run's lock."""
-    from hinet.records import image_file, image_store, read_records
+    from hinet.image_records import image_file, image_store
+    from hinet.records import read_records
     from hinet.train import main
 
     run_dir = tmp_path / "run"

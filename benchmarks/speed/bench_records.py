@@ -1,4 +1,4 @@
-"""Speed and size of the per-image result store (``hinet.records.write_image_metrics``) at the sizes of the
+"""Speed and size of the per-image result store (``hinet.image_records.write_image_metrics``) at the sizes of the
 published test sets: 1280 SIDD validation blocks under the two denoising protocols (PSNR + SSIM) and
 Rain13k's Test2800 (PSNR + SSIM), written once per validation. ``extra_info``: the file size in KB and the
 bytes per value; the timing is the whole atomic write (Parquet encode, fsync, rename)."""
@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hinet.records import environment, read_image_metrics, write_image_metrics
+from hinet.image_records import read_image_metrics, write_image_metrics
+from hinet.records import environment
 
 from .timing import stated
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..evaluate import SetResult
-from ..records import Record, config_hash, environment, utc_now
+from ..records import Record, config_hash, environment, make_records, utc_now
 from ..tasks import CHECKPOINT_EVAL, real_name
 from .specs import SYNTHETIC_NOTE, Benchmark, Method, Reference
 
@@ -56,16 +56,14 @@ def records_for(bench: Benchmark, method: Method, rows: Sequence[SetResult], arg
     chash = config_hash({"benchmark": bench.name, "method": method.name, "weights": method.weights,
                          "configs": method.configs, "tta": bool(args.tta)})
     out = []
+    common = dict(run_id=run_id, family=CHECKPOINT_EVAL, variant=method.name, step=None, seed=None, git_commit=git[0],
+                  git_dirty=git[1], config_hash=chash, device=env["device"], torch_version=env["torch_version"])
     for r in rows:
-        base = real_name(r.dataset)
         for metric, value in r.metrics.items():
             _check_finite(value, f"{method.name} on {r.dataset}, {r.protocol}, {metric}")
-            out.append(Record(
-                run_id=run_id, family=CHECKPOINT_EVAL, variant=method.name, dataset=r.dataset,
-                split=bench.splits.get(base, "test"), protocol=r.protocol + ("+tta8" if args.tta else ""),
-                metric=metric, value=value, step=None, seed=None, git_commit=git[0], git_dirty=git[1],
-                config_hash=chash, device=env["device"], torch_version=env["torch_version"], time=utc_now(),
-                synthetic=r.synthetic, recipe="eval" if r.count == r.total else "eval-subset"))
+        out += make_records(common, r.metrics, dataset=r.dataset, split=bench.splits.get(real_name(r.dataset), "test"),
+                            protocol=r.protocol + ("+tta8" if args.tta else ""), synthetic=r.synthetic,
+                            recipe="eval" if r.count == r.total else "eval-subset")
     return out
 
 

@@ -35,8 +35,9 @@ import pandas as pd
 
 from ..atomic import check_output
 from ..errors import ArgumentParser, run_command
+from ..image_records import image_store, read_image_metrics
 from ..published import PUBLISHED_COLUMNS, PUBLISHED_DIR, load_published, paper_points
-from ..records import image_store, read_image_metrics, read_records
+from ..records import read_records
 from ..stats import ESTIMANDS
 from ..tasks import EVALUATION_FAMILIES, NON_ABLATION_FAMILIES, SPEED, STUDY, slug
 from .consistency import check_per_image

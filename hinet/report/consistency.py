@@ -1,7 +1,7 @@
 """The per-image results checked against the records before any verdict is drawn from them.
 
 The trainer writes each validation twice: the set means as records and the per-image values as one Parquet
-file per (run, step) (``hinet.records.image_file``). A verdict pairs the per-image values, so a file that
+file per (run, step) (``hinet.image_records.image_file``). A verdict pairs the per-image values, so a file that
 is missing, empty, labelled with another run or configuration, holds an image twice, or holds other images
 than the ones the records' set means were computed from would change a verdict without a word. The report
 refuses such files (:class:`PerImageMismatch`, naming the run and the file) and warns, naming the families,
@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import UserError
-from ..records import image_file
+from ..image_records import image_file
 from ..tasks import EVALUATION_FAMILIES, STUDY
 
 IMAGE_KEY = ("dataset", "split", "protocol", "metric", "image")

@@ -1,7 +1,7 @@
 """Verdicts of ablation families from per-image results: tables, forest plot, differences over training.
 
 For each ablation family on one dataset and kind, and each validation set, protocol and metric with
-per-image results (``hinet.records.read_image_metrics``), every variant is compared with the family's
+per-image results (``hinet.image_records.read_image_metrics``), every variant is compared with the family's
 declared reference (``REFERENCE`` in ``ablations/<family>.py``, carried by the run spec into every record)
 by :func:`hinet.stats.verdict_table`, once per estimand (:data:`hinet.stats.ESTIMANDS`:
 ``test_set``, these test images; ``population``, new scenes): the mean paired difference with its 95%
@@ -87,7 +87,7 @@ def family_verdicts(per_image: pd.DataFrame, recipe: str, reference: str
     """
     scale = scale_of(recipe)
     finals, steps = [], []
-    columns = ["run_id", "variant", "seed", "image", "scene", "value"]  # hinet.records.IMAGE_COLUMNS
+    columns = ["run_id", "variant", "seed", "image", "scene", "value"]  # hinet.image_records.IMAGE_COLUMNS
     for (name, protocol, metric), block in _blocks(per_image):
         if block["variant"].nunique() < 2 or not verdict_protocol(protocol) or reference not in set(block["variant"]):
             continue
