@@ -248,7 +248,7 @@ def load(path: str | os.PathLike, preset_name: str | None = None, *,
         _, network, config_class, infer, presets = comparator
         if config is None and preset_name is not None:
             if preset_name not in presets:
-                raise CheckpointError(f"{path}: holds a {network.__name__}; preset {preset_name!r} is not one of "
+                raise CheckpointError(f"{path}: holds {network.__name__} weights; preset {preset_name!r} is not one of "
                                       f"{sorted(presets)}")
             config = presets[preset_name]
         if config is None:
@@ -257,8 +257,8 @@ def load(path: str | os.PathLike, preset_name: str | None = None, *,
             except ValueError as err:
                 raise CheckpointError(str(err) if str(path) in str(err) else f"{path}: {err}") from None
         if not isinstance(config, config_class):
-            raise CheckpointError(f"{path}: holds a {network.__name__}; expected a {config_class.__name__}, "
-                                  f"got {type(config).__name__}")
+            raise CheckpointError(f"{path}: holds {network.__name__} weights; config must be a "
+                                  f"{config_class.__name__}, got {type(config).__name__}")
         return _load_weights(network(config), state, path)
     if config is None and preset_name is not None:
         config = preset(preset_name)
