@@ -97,11 +97,12 @@ class ChannelAttention(nn.Module):
 
     def __init__(self, channels: int, reduction: int, bias: bool):
         super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)  # a module, as the official, so that ptflops counts it the same
         self.conv_du = nn.Sequential(nn.Conv2d(channels, channels // reduction, 1, bias=bias), nn.ReLU(),
                                      nn.Conv2d(channels // reduction, channels, 1, bias=bias), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.conv_du(x.mean(dim=(2, 3), keepdim=True))  # (N, C, 1, 1) weights
+        return x * self.conv_du(self.avg_pool(x))  # (N, C, 1, 1) weights
 
 
 class CAB(nn.Module):
@@ -121,15 +122,10 @@ def _cabs(count: int, channels: int, cfg: MPRNetConfig, act: nn.PReLU) -> nn.Seq
     return nn.Sequential(*[CAB(channels, cfg, act) for _ in range(count)])
 
 
-class Bilinear(nn.Module):
-    """Bilinear resize by a fixed factor (``align_corners=False``); no parameters."""
-
-    def __init__(self, factor: float):
-        super().__init__()
-        self.factor = factor
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=False)
+def _bilinear(factor: float) -> nn.Upsample:
+    """Bilinear resize by a fixed factor (``align_corners=False``); an ``nn.Upsample`` module, as the official, so
+    that module-hook counters (ptflops) count it the same."""
+    return nn.Upsample(scale_factor=factor, mode="bilinear", align_corners=False)
 
 
 class DownSample(nn.Module):
@@ -137,7 +133,7 @@ class DownSample(nn.Module):
 
     def __init__(self, channels: int, step: int):
         super().__init__()
-        self.down = nn.Sequential(Bilinear(0.5), nn.Conv2d(channels, channels + step, 1, bias=False))
+        self.down = nn.Sequential(_bilinear(0.5), nn.Conv2d(channels, channels + step, 1, bias=False))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down(x)
@@ -149,7 +145,7 @@ class UpSample(nn.Module):
 
     def __init__(self, channels: int, step: int):
         super().__init__()
-        self.up = nn.Sequential(Bilinear(2.0), nn.Conv2d(channels + step, channels, 1, bias=False))
+        self.up = nn.Sequential(_bilinear(2.0), nn.Conv2d(channels + step, channels, 1, bias=False))
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
         x = self.up(x)
@@ -306,41 +302,37 @@ class MPRNet(nn.Module):
         if pad_h >= h or pad_w >= w:
             raise ValueError(f"MPRNet: input of {h}x{w} is too small to reflect-pad to a multiple of {MULTIPLE}")
         x3_img = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else image
-        n = x3_img.shape[0]
-        top, bottom = x3_img.split_with_sizes(_halves(x3_img.shape[-2]), dim=2)
-        # The four quarters (and later the two halves) are all the same size, so each is run as one batch:
-        # (N, C, H, W) -> quarters [ltop, rtop, lbot, rbot] stacked to (4N, C, H/2, W/2).
-        quarters = torch.cat([*top.split_with_sizes(_halves(x3_img.shape[-1]), dim=3),
-                              *bottom.split_with_sizes(_halves(x3_img.shape[-1]), dim=3)], dim=0)
-        halves = torch.cat([top, bottom], dim=0)  # (2N, C, H/2, W)
+        top, bottom = x3_img.split_with_sizes(_halves(x3_img.shape[-2]), dim=2)  # (N, C, H/2, W) each
+        w_split = _halves(x3_img.shape[-1])
+        halves = [top, bottom]
+        # Each part runs on its own, as the official forward (batching them would give the same values, but
+        # module-hook counters such as ptflops count an nn.Upsample for one sample of a batch only).
 
-        # stage 1: encode quarters, join left|right into halves, decode halves
-        enc1 = [_join(f, n, dim=3) for f in self.stage1_encoder(self.shallow_feat1(quarters))]  # each (2N, c, ., .)
-        dec1 = self.stage1_decoder(enc1)
-        sam_feats, img1 = self.sam12(dec1[0], halves)  # (2N, n, H/2, W), (2N, C, H/2, W)
+        # stage 1: encode the quarters (N, C, H/2, W/2), join their features left|right, decode top and bottom
+        enc1 = []
+        for half in halves:
+            left, right = (self.stage1_encoder(self.shallow_feat1(q)) for q in half.split_with_sizes(w_split, dim=3))
+            enc1.append([torch.cat(pair, dim=3) for pair in zip(left, right)])  # 3 levels of (N, c, ., .)
+        dec1 = [self.stage1_decoder(enc) for enc in enc1]
+        sam1 = [self.sam12(dec[0], half) for dec, half in zip(dec1, halves)]  # (features, image) per half
 
-        # stage 2: halves with CSFF from stage 1, joined top/bottom, decoded at full size
-        x2 = self.concat12(torch.cat([self.shallow_feat2(halves), sam_feats], dim=1))
-        enc2 = [_join(f, n, dim=2) for f in self.stage2_encoder(x2, enc1, dec1)]  # each (N, c, ., .)
+        # stage 2: the halves with CSFF from stage 1; features joined top/bottom, decoded at full size
+        enc2_halves = [self.stage2_encoder(self.concat12(torch.cat([self.shallow_feat2(half), feats], dim=1)), enc, dec)
+                       for half, (feats, _), enc, dec in zip(halves, sam1, enc1, dec1)]
+        enc2 = [torch.cat(pair, dim=2) for pair in zip(*enc2_halves)]
         dec2 = self.stage2_decoder(enc2)
         sam_feats, img2 = self.sam23(dec2[0], x3_img)
 
         # stage 3: full resolution
         x3 = self.concat23(torch.cat([self.shallow_feat3(x3_img), sam_feats], dim=1))
         final = self.tail(self.stage3_orsnet(x3, enc2, dec2)) + x3_img
-        outputs = [_join(img1, n, dim=2), img2, final]
-        return [out[..., :h, :w] for out in outputs]
+        img1 = torch.cat([img for _, img in sam1], dim=2)
+        return [out[..., :h, :w] for out in (img1, img2, final)]
 
 
 def _halves(side: int) -> list[int]:
     """The official split of a side at int(side / 2)."""
     return [side // 2, side - side // 2]
-
-
-def _join(stacked: torch.Tensor, n: int, dim: int) -> torch.Tensor:
-    """(k*N, ...) holding k parts batch after batch -> (k/2*N, ...): parts 2i and 2i+1 joined along ``dim``."""
-    parts = stacked.split(n)
-    return torch.cat([torch.cat(parts[i:i + 2], dim=dim) for i in range(0, len(parts), 2)], dim=0)
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
