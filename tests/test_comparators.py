@@ -197,3 +197,14 @@ def test_reset_parameters_is_seeded_per_module():
 def test_exports():
     assert hinet.MPRNet is MPRNet and hinet.NAFNet is NAFNet
     assert hinet.MPRNetConfig is MPRNetConfig and hinet.NAFNetConfig is NAFNetConfig
+
+
+def test_complexity_counters_count_both_networks():
+    from hinet.complexity import conv_macs, ptflops_macs
+
+    mpr = MPRNet(MPRNetConfig(n_feat=4, scale_unetfeats=2, scale_orsnetfeats=2, num_cab=1)).eval()
+    naf = NAFNet(NAFNetConfig(width=4, middle_blocks=1, enc_blocks=(1,), dec_blocks=(1,))).eval()
+    for model in (mpr, naf):
+        assert ptflops_macs(model, (32, 32)) > conv_macs(model, (32, 32)) > 0
+    with pytest.raises(RuntimeError, match="too small"):
+        ptflops_macs(mpr, (3, 3))
