@@ -241,12 +241,12 @@ class ORSNet(nn.Module):
             setattr(self, f"conv_dec{k}", nn.Conv2d(n, width, 1, bias=cfg.bias))
 
     def forward(self, x: torch.Tensor, encs: list, decs: list) -> torch.Tensor:
-        to_full_enc = (nn.Identity(), self.up_enc1, self.up_enc2)
-        to_full_dec = (nn.Identity(), self.up_dec1, self.up_dec2)
+        # level k's stage-2 features brought to full resolution (level 1 is already there)
+        enc_full = [encs[0], self.up_enc1(encs[1]), self.up_enc2(encs[2])]
+        dec_full = [decs[0], self.up_dec1(decs[1]), self.up_dec2(decs[2])]
         for k, orb in enumerate((self.orb1, self.orb2, self.orb3)):
             x = orb(x)
-            x = (x + getattr(self, f"conv_enc{k + 1}")(to_full_enc[k](encs[k]))
-                 + getattr(self, f"conv_dec{k + 1}")(to_full_dec[k](decs[k])))
+            x = x + getattr(self, f"conv_enc{k + 1}")(enc_full[k]) + getattr(self, f"conv_dec{k + 1}")(dec_full[k])
         return x
 
 
