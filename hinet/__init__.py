@@ -14,7 +14,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {"HINet": "arch", "count_parameters": "arch", "load": "checkpoint", "save": "checkpoint",
-            "save_official": "checkpoint", "HINetConfig": "config", "PRESETS": "config", "preset": "config"}
+            "save_official": "checkpoint", "HINetConfig": "config", "PRESETS": "config", "preset": "config",
+            "MPRNet": "mprnet", "MPRNetConfig": "mprnet", "MPRNET_PRESETS": "mprnet",
+            "NAFNet": "nafnet", "NAFNetConfig": "nafnet", "NAFNET_PRESETS": "nafnet"}
 __all__ = sorted(_EXPORTS)
 
 

@@ -94,18 +94,7 @@ class HINet(nn.Module):
         modules in ``named_modules`` order. A module of the same name and shape thus gets the same weights in
         every configuration, whatever other modules exist. The global RNG state is left as it was. Call it on
         CPU parameters (before ``.to(device)``). Returns the model itself (chainable, like ``.to``)."""
-        for name, module in self.named_modules():
-            reset = getattr(module, "reset_parameters", None)
-            if module is self or not callable(reset):
-                continue
-            on_cpu = all(p.device.type == "cpu" for p in module.parameters(recurse=False))
-            if not on_cpu:
-                raise ValueError(f"HINet.reset_parameters: module {name!r} is not on the CPU; call it before "
-                                 "moving the model to a device")
-            with torch.random.fork_rng(devices=[]):  # restores the CPU generator afterwards
-                torch.default_generator.manual_seed(module_seed(seed, name))
-                reset()
-        return self
+        return reset_seeded(self, seed)
 
     def forward(self, image: torch.Tensor) -> list[torch.Tensor]:
         h, w = image.shape[-2:]
@@ -126,6 +115,26 @@ class HINet(nn.Module):
                 outputs.append(self.aux_heads[s](feats) + x_img)
             prev = (encs, decs)
         return [out[..., :h, :w] for out in outputs]
+
+
+def reset_seeded(model: nn.Module, seed: int) -> nn.Module:
+    """Re-initialise every sub-module of ``model`` that has ``reset_parameters`` from the CPU generator seeded by
+    :func:`module_seed` (``seed``, the module's qualified name), in ``named_modules`` order (a module shared by
+    several parents is reset once, under its first name); the global RNG state is left as it was. The
+    parameters must be on the CPU. Returns ``model``. Used by :meth:`HINet.reset_parameters` and the comparators."""
+    owner = type(model).__name__
+    for name, module in model.named_modules():
+        reset = getattr(module, "reset_parameters", None)
+        if module is model or not callable(reset):
+            continue
+        on_cpu = all(p.device.type == "cpu" for p in module.parameters(recurse=False))
+        if not on_cpu:
+            raise ValueError(f"{owner}.reset_parameters: module {name!r} is not on the CPU; call it before "
+                             "moving the model to a device")
+        with torch.random.fork_rng(devices=[]):  # restores the CPU generator afterwards
+            torch.default_generator.manual_seed(module_seed(seed, name))
+            reset()
+    return model
 
 
 def module_seed(seed: int, name: str) -> int:

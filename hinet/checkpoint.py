@@ -2,6 +2,10 @@
 
 Official checkpoints are ``.pth`` files holding ``{'params': state_dict}`` (BasicSR) or a bare
 state_dict, with the module names of ``megvii-model/HINet:basicsr/models/archs/hinet_arch.py``.
+:func:`load` also reads the comparators' official checkpoints, told apart by their parameter names: MPRNet's
+(``swz30/MPRNet``, ``{'epoch', 'state_dict', 'optimizer'}``, keys ``shallow_feat1...``; see :mod:`hinet.mprnet`)
+and NAFNet's (``megvii-research/NAFNet``, BasicSR ``{'params': ...}`` with keys ``intro``, ``encoders`` ...; see
+:mod:`hinet.nafnet`).
 Ours hold ``{'format': FORMAT, 'config': HINetConfig.to_dict(), 'state_dict': ..., 'meta': {...}}``.
 The trainer's resume file (``checkpoints/last.pth``) holds ``{'model': state_dict, 'optimizer': ..., 'step': int}``.
 
@@ -29,6 +33,10 @@ from .atomic import atomic_write
 from .config import HINetConfig, preset
 from .errors import UserError
 from .fields import StoredFieldError, check_stored
+from .mprnet import MPRNET_PRESETS, MPRNet, MPRNetConfig, is_mprnet_state
+from .mprnet import infer_config as infer_mprnet_config
+from .nafnet import NAFNET_PRESETS, NAFNet, NAFNetConfig, is_nafnet_state
+from .nafnet import infer_config as infer_nafnet_config
 
 
 class CheckpointError(UserError, ValueError):
@@ -121,8 +129,8 @@ def _unwrap(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], HINetConfig
                 obj = obj[key]
                 break
     if not isinstance(obj, dict) or not obj or not all(torch.is_tensor(v) for v in obj.values()):
-        raise CheckpointError(f"{source}: expected an official HINet checkpoint ({{'params': state_dict}} or a "
-                              f"bare state_dict) or one saved by this suite")
+        raise CheckpointError(f"{source}: expected an official HINet, MPRNet or NAFNet checkpoint ({{'params': "
+                              f"state_dict}}, {{'state_dict': ...}} or a bare state_dict) or one saved by this suite")
     obj = {k.removeprefix("module."): v for k, v in obj.items()}  # DataParallel/DDP wrappers
     return obj, None
 
@@ -214,28 +222,56 @@ def check_finite(obj: Any, source: str, label: str = "") -> None:
                                   "damaged or was saved from a run that diverged")
 
 
-def load(path: str | os.PathLike, preset_name: str | None = None, *, config: HINetConfig | None = None,
-         map_location: str | torch.device = "cpu") -> HINet:
-    """Build a ready model (eval mode) from an official HINet checkpoint or one of ours.
+# The comparators, told apart from HINet by their parameter names: (test, network, config class, infer, presets).
+_COMPARATORS = [(is_mprnet_state, MPRNet, MPRNetConfig, infer_mprnet_config, MPRNET_PRESETS),
+                (is_nafnet_state, NAFNet, NAFNetConfig, infer_nafnet_config, NAFNET_PRESETS)]
 
-    The architecture is taken from ``config``, else the preset, else the checkpoint (our stored config,
-    or inferred from an official state_dict's shapes). Loading is strict: any missing or unexpected
-    parameter, an unreadable file, an invalid stored config or a NaN/inf weight raises a
-    :class:`CheckpointError` (a ``ValueError``; :class:`CheckpointNotFoundError`, also a ``FileNotFoundError``,
-    for a missing path) naming the file.
+
+def load(path: str | os.PathLike, preset_name: str | None = None, *,
+         config: HINetConfig | MPRNetConfig | NAFNetConfig | None = None,
+         map_location: str | torch.device = "cpu") -> HINet | MPRNet | NAFNet:
+    """Build a ready model (eval mode) from an official HINet, MPRNet or NAFNet checkpoint or one of ours.
+
+    The architecture is taken from ``config``, else the preset (``hinet.PRESETS``, ``MPRNET_PRESETS``,
+    ``NAFNET_PRESETS``), else the checkpoint (our stored config, or inferred from an official state_dict's
+    shapes). Loading is strict: any missing or unexpected parameter, an unreadable file, an invalid stored
+    config or a NaN/inf weight raises a :class:`CheckpointError` (a ``ValueError``;
+    :class:`CheckpointNotFoundError`, also a ``FileNotFoundError``, for a missing path) naming the file.
     """
     path = Path(path)
     obj = read_checkpoint(path, map_location)
     state, stored = _unwrap(obj, str(path))
     check_finite(state, str(path))
     official = stored is None
+    comparator = next((c for c in _COMPARATORS if c[0](state)), None) if official else None
+    if comparator is not None:
+        _, network, config_class, infer, presets = comparator
+        if config is None and preset_name is not None:
+            if preset_name not in presets:
+                raise CheckpointError(f"{path}: holds {network.__name__} weights; preset {preset_name!r} is not one of "
+                                      f"{sorted(presets)}")
+            config = presets[preset_name]
+        if config is None:
+            try:
+                config = infer(state, str(path))
+            except ValueError as err:
+                raise CheckpointError(str(err) if str(path) in str(err) else f"{path}: {err}") from None
+        if not isinstance(config, config_class):
+            raise CheckpointError(f"{path}: holds {network.__name__} weights; config must be a "
+                                  f"{config_class.__name__}, got {type(config).__name__}")
+        return _load_weights(network(config), state, path)
     if config is None and preset_name is not None:
         config = preset(preset_name)
     if config is None:
         config = stored if stored is not None else infer_config(state, str(path))
     if official:
         state = from_official(state, str(path))
-    model = HINet(config)
+    return _load_weights(HINet(config), state, path)
+
+
+def _load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path) -> torch.nn.Module:
+    """Load ``state`` strictly into ``model`` (eval mode); misfits raise naming the file and ``model.cfg``."""
+    config = model.cfg
     expected = model.state_dict()
     wrong = [f"{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}" for k, v in state.items()
              if k in expected and v.shape != expected[k].shape]

@@ -7,6 +7,8 @@ Reference: SIDD-1x has 88,669,702 parameters and about 157.6 G conv MACs at 1x3x
 
 from __future__ import annotations
 
+import contextlib
+import io
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +16,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .arch import HINet, count_parameters
 from .config import HINetConfig
+from .mprnet import MPRNet, MPRNetConfig
+from .nafnet import NAFNet, NAFNetConfig
+
+Network = HINet | MPRNet | NAFNet
+NetworkConfig = HINetConfig | MPRNetConfig | NAFNetConfig
 
 
 @dataclass(frozen=True)
@@ -24,16 +31,29 @@ class Complexity:
     size: tuple[int, int]
 
 
-def _model(model_or_cfg: HINet | HINetConfig) -> HINet:
-    return model_or_cfg if isinstance(model_or_cfg, HINet) else HINet(model_or_cfg)
+def _model(model_or_cfg: Network | NetworkConfig) -> Network:
+    if isinstance(model_or_cfg, torch.nn.Module):
+        return model_or_cfg
+    network = {HINetConfig: HINet, MPRNetConfig: MPRNet, NAFNetConfig: NAFNet}[type(model_or_cfg)]
+    return network(model_or_cfg)
 
 
 def ptflops_macs(model: torch.nn.Module, size: tuple[int, int], channels: int = 3) -> int:
-    """Total MACs of one forward pass on a (1, channels, H, W) input, counted by ptflops."""
+    """Total MACs of one forward pass on a (1, channels, H, W) input, counted by ptflops.
+
+    ptflops prints a warning for every further parent of a shared module (MPRNet's one PReLU sits in every
+    channel-attention block; the count is right all the same) and prints, rather than raises, a failure of the
+    forward; its printout is captured, and a failure raised as a ``RuntimeError`` with its last line."""
     from ptflops import get_model_complexity_info
 
-    macs, _ = get_model_complexity_info(model, (channels, *size), as_strings=False, backend="pytorch",
-                                        print_per_layer_stat=False, verbose=False)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        macs, _ = get_model_complexity_info(model, (channels, *size), as_strings=False, backend="pytorch",
+                                            print_per_layer_stat=False, verbose=False)
+    if macs is None:
+        lines = [ln for ln in printed.getvalue().splitlines() if ln.strip()]
+        raise RuntimeError(f"ptflops could not count {type(model).__name__} at {size}: "
+                           f"{lines[-1] if lines else 'no reason given'}")
     return int(macs)
 
 
@@ -46,8 +66,9 @@ def conv_macs(model: torch.nn.Module, size: tuple[int, int], channels: int = 3) 
     return counter.get_total_flops() // 2
 
 
-def complexity(model_or_cfg: HINet | HINetConfig, size: tuple[int, int] = (256, 256)) -> Complexity:
-    """Parameters and MACs of a model (or a config, built on the fly) at input size (H, W)."""
+def complexity(model_or_cfg: Network | NetworkConfig, size: tuple[int, int] = (256, 256)) -> Complexity:
+    """Parameters and MACs of a model (or a config, built on the fly: HINet, MPRNet or NAFNet) at input size
+    (H, W)."""
     model = _model(model_or_cfg).eval()
     channels = model.cfg.in_channels
     return Complexity(count_parameters(model), ptflops_macs(model, size, channels),
