@@ -1,5 +1,6 @@
 """Declarative ablation families. Each module defines ``TASK`` (the dataset it is meant for), ``BASE``
-(a published preset), ``VARIANTS`` (name -> config, each the base with one field replaced) and ``REFERENCE``
+(a published preset), ``VARIANTS`` (name -> config, each the base with one field replaced; ``methods``: other
+networks, ``hinet.models``) and ``REFERENCE``
 (the variant every other one is compared with; it builds the same network as ``BASE``). No two variants of a
 family build the same network (``tests/test_families.py``). A family that compares test-time treatments of one
 network instead defines ``evaluations(crop)`` and names its reference treatment (see ``test_time``). The
@@ -8,9 +9,10 @@ Variant names are join keys in the results: never rename one once results exist.
 
 ``FAMILIES`` is written out by hand on purpose (no folder scanning)."""
 
-from . import components, hin_position, normalization, scale, test_time
+from . import components, hin_position, methods, normalization, scale, test_time
 
-FAMILIES = {m.__name__.rsplit(".", 1)[-1]: m for m in (components, normalization, hin_position, scale, test_time)}
+FAMILIES = {m.__name__.rsplit(".", 1)[-1]: m for m in (components, normalization, hin_position, scale, test_time,
+                                                    methods)}
 
 
 def family(name: str):

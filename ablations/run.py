@@ -22,14 +22,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from hinet.atomic import check_output
+from hinet.config import HINetConfig
 from hinet.errors import UserError, run_command
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
 from hinet.image_records import image_store
+from hinet.models import network
 from hinet.recipes import proxy_name, with_iters
 from hinet.recipes import recipe as get_recipe
 from hinet.spec import RunSpec
 from hinet.stats import ESTIMANDS
-from hinet.tasks import DATASETS, TASKS
+from hinet.tasks import DATASETS, TASKS, slug
 
 from . import FAMILIES, family
 
@@ -53,12 +55,21 @@ def images_folder(results: Path, fam: str, dataset: str, recipe_kind: str, synth
 def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, records: Path, *,
          data: str | None = None, device: str = "cpu", iters: int | None = None,
          variants: list[str] | None = None, loader_workers: int = 0, train_crops: str | None = None,
-         images: int = 0, images_dir: Path | None = None, val_images: int | None = None) -> list[GridRun]:
+         images: int = 0, images_dir: Path | None = None, val_images: int | None = None,
+         models: list[str] | None = None) -> list[GridRun]:
     """The grid as complete run specs (variant-major, then seed). The first seed of each variant writes
     ``images`` comparison images at its final validation (none when 0). ``val_images`` overrides the recipe's
-    validation images per set (``val_limit``). Every spec has the fused norm and
-    in-place activations on, and channels_last for proxy runs on CPU (same numbers up to float rounding)."""
-    names = list(family(fam).VARIANTS)
+    validation images per set (``val_limit``). ``models`` (methods family only) adds networks by name or as
+    ``package.module:callable`` (:func:`hinet.models.network`), each a variant of that name. Every HINet spec has
+    the fused norm and in-place activations on, and channels_last for proxy runs on CPU (same numbers up to float
+    rounding)."""
+    networks = dict(family(fam).VARIANTS)
+    if models:
+        if fam != "methods":
+            raise UserError(f"--model {' '.join(models)}: adds a network to the methods family; the {fam} family "
+                            f"varies HINet's own fields (use --family methods)")
+        networks.update({name: network(name) for name in models})
+    names = list(networks)
     if variants:
         unknown = sorted(set(variants) - set(names))
         if unknown:
@@ -83,12 +94,13 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
     treatments = family(fam).evaluations(base.crop) if hasattr(family(fam), "evaluations") else ()
     out = []
     for variant in names:
-        net = base.network(family(fam).VARIANTS[variant])
+        net = base.network(networks[variant])
+        hinet = isinstance(net, HINetConfig)  # the fast paths are HINet's (hinet.fast)
         for k, seed in enumerate(seeds):
-            run_id = f"{fam}-{variant}-{dataset}-{recipe}-{tag}-s{seed}"
+            run_id = f"{fam}-{slug(variant)}-{dataset}-{recipe}-{tag}-s{seed}"
             spec = RunSpec(base, net, seed, data, fam, variant, reference=family(fam).REFERENCE,
-                           train_crops=train_crops, fused_norm=True, inplace_act=True, channels_last=channels_last,
-                           evaluations=treatments)
+                           train_crops=train_crops, fused_norm=hinet, inplace_act=hinet,
+                           channels_last=channels_last and hinet, evaluations=treatments)
             shots = images_dir if images and k == 0 else None
             out.append(GridRun(run_id, runs_dir / run_id, spec, records, shots,
                                (*options, "--images-limit", str(images))))
@@ -108,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(DEFAULT_SEEDS)),
                    help=f"default: 0 .. {DEFAULT_SEEDS - 1} (what fits 15 minutes of a 2-core AVX2 CPU at proxy scale)")
     p.add_argument("--variants", nargs="+", default=None, help="subset of the family's variants")
+    p.add_argument("--model", action="append", default=None, metavar="NETWORK",
+                   help="with --family methods: add a network, by name (mprnet-gopro, nafnet-sidd-width32, ...) or\n"
+                        "your own as package.module:callable (importable; see the README); repeatable")
     p.add_argument("--iters", type=int, default=None, help="override the recipe's iterations")
     p.add_argument("--val-images", type=int, default=None, help="override the recipe's validation images per set")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (with --gpus: cuda)")
@@ -162,7 +177,7 @@ def _main(a: argparse.Namespace) -> int:
     device = "cuda" if gpus else a.device
     shots = images_folder(results_root(records), a.family, dataset, a.recipe, a.data is None)
     grid = dict(data=a.data, device=device, iters=a.iters, loader_workers=a.loader_workers,
-                train_crops=a.train_crops, images=a.images, images_dir=shots, val_images=a.val_images)
+                train_crops=a.train_crops, images=a.images, images_dir=shots, val_images=a.val_images, models=a.model)
     if a.until_verdict:
         if a.launcher != "local":
             raise UserError("--until-verdict runs rounds of local runs; use --launcher local")
@@ -213,7 +228,7 @@ def _sequential(a: argparse.Namespace, dataset: str, records: Path, gpus: list[s
     scale = "paper" if a.recipe == "paper" else "proxy"
     seq = make_plan(len(seeds), a.round_seeds, a.max_seeds, scale)
     all_seeds = list(range(seeds[0], seeds[0] + seq.looks[-1]))
-    names = list(a.variants or family(a.family).VARIANTS)
+    names = list(a.variants or [*family(a.family).VARIANTS, *(a.model or [])])
     reference = family(a.family).REFERENCE
     if reference not in names:
         raise UserError(f"--until-verdict: the family's reference {reference!r} must be among --variants {names}")

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .arch import HINet
 from .fast import fast_train_setup
 from .losses import MultiStageLoss, make_loss
+from .models import Factory, ModelError, build_network, reset_network
 from .spec import RunSpec
 from .step import TrainStep
 
@@ -30,13 +30,13 @@ class Training:
 
 
 def build_model(spec: RunSpec) -> nn.Module:
-    """The spec's network with its initial weights: ``torch.manual_seed(seed)`` (identical on every process), then,
-    with ``init="per-module"``, every module re-drawn from (seed, its name), so that variants share the weights of
-    every module they have in common (common random numbers)."""
+    """The spec's network (:func:`hinet.models.build_network`) with its initial weights: ``torch.manual_seed(seed)``
+    (identical on every process), then, with ``init="per-module"``, every module re-drawn from (seed, its name), so
+    that variants share the weights of every module they have in common (common random numbers)."""
     torch.manual_seed(spec.seed)
-    model = HINet(spec.model)
+    model = build_network(spec.model)
     if spec.init == "per-module":
-        model.reset_parameters(spec.seed)
+        reset_network(model, spec.seed)
     return model
 
 
@@ -49,6 +49,9 @@ def build_training(spec: RunSpec, device: str | torch.device = "cpu", *,
     parameters. The precision is used as given: resolve it for the device first
     (:func:`hinet.hardware.resolve_precision`)."""
     r = spec.recipe
+    if (spec.fused_norm or spec.inplace_act) and isinstance(spec.model, Factory):
+        raise ModelError(f"--model {spec.model.factory}: fused_norm/inplace_act are HINet's fast paths (in-place "
+                         f"activations are unsafe where an activation's input is used again); turn them off")
     model = build_model(spec).to(device)
     net = fast_train_setup(model, channels_last=spec.channels_last, fused_norm=spec.fused_norm,
                            inplace_act=spec.inplace_act)

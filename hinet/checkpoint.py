@@ -33,6 +33,7 @@ from .atomic import atomic_write
 from .config import HINetConfig, preset
 from .errors import UserError
 from .fields import StoredFieldError, check_stored
+from .models import FactoryNetwork, NetworkConfig, build_network, network_from_dict, network_to_dict
 from .mprnet import MPRNET_PRESETS, MPRNet, MPRNetConfig, is_mprnet_state
 from .mprnet import infer_config as infer_mprnet_config
 from .nafnet import NAFNET_PRESETS, NAFNet, NAFNetConfig, is_nafnet_state
@@ -135,8 +136,14 @@ def _unwrap(obj: Any, source: str) -> tuple[dict[str, torch.Tensor], HINetConfig
     return obj, None
 
 
-def stored_config(data: Any, source: str) -> HINetConfig:
-    """The :class:`HINetConfig` stored in one of our checkpoints; errors name ``source`` and the field."""
+def stored_config(data: Any, source: str) -> NetworkConfig:
+    """The network config stored in one of our checkpoints (with its ``arch``: :func:`hinet.models.network_to_dict`;
+    without one, a HINet config as the suite first stored them); errors name ``source`` and the field."""
+    if isinstance(data, dict) and "arch" in data:
+        try:
+            return network_from_dict(data, f"{source}: stored config")
+        except ValueError as err:
+            raise CheckpointError(str(err)) from None
     try:
         return HINetConfig(**check_stored(HINetConfig, data, f"{source}: stored config"))
     except StoredFieldError as err:
@@ -264,6 +271,11 @@ def load(path: str | os.PathLike, preset_name: str | None = None, *,
         config = preset(preset_name)
     if config is None:
         config = stored if stored is not None else infer_config(state, str(path))
+    if not isinstance(config, HINetConfig):  # an MPRNet, a NAFNet or a user's network
+        model = build_network(config)
+        if isinstance(model, FactoryNetwork) and not all(k.startswith("net.") for k in state):
+            state = {f"net.{k}": v for k, v in state.items()}  # the user's own state_dict of the bare module
+        return _load_weights(model, state, path)
     if official:
         state = from_official(state, str(path))
     return _load_weights(HINet(config), state, path)
@@ -378,9 +390,9 @@ def restore_training_state(path: str | os.PathLike, model: torch.nn.Module, opti
     return int(state["step"])
 
 
-def save(model: HINet, path: str | os.PathLike, meta: dict | None = None) -> Path:
-    """Save in our format (config travels with the weights)."""
-    return atomic_save({"format": FORMAT, "config": model.cfg.to_dict(), "state_dict": model.state_dict(),
+def save(model: torch.nn.Module, path: str | os.PathLike, meta: dict | None = None) -> Path:
+    """Save in our format: the network's config (with its ``arch``) travels with the weights."""
+    return atomic_save({"format": FORMAT, "config": network_to_dict(model.cfg), "state_dict": model.state_dict(),
                         "meta": meta or {}}, path)
 
 

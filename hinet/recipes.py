@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from .config import PRESETS, HINetConfig, field_error, scaled
+from .config import PRESETS, field_error
 from .errors import UserError
 from .fields import vocabulary
 from .losses import LOSSES
+from .models import NetworkConfig, proxy_network
 from .tasks import TASK_NAMES, TASKS
 
 AUGMENTATIONS = ("dihedral", "sidd", "none")
@@ -100,13 +101,10 @@ class Recipe:
         """``proxy`` for scaled-down recipes, else ``paper`` (one of :data:`hinet.tasks.RECIPE_KINDS`)."""
         return "proxy" if self.proxy else "paper"
 
-    def network(self, cfg: HINetConfig) -> HINetConfig:
-        """The network this recipe trains for a given (paper-scale) config: shrunk for proxies."""
-        if self.width_divisor == 1 and self.depth_reduction == 0:
-            return cfg
-        width = max(2, cfg.width // self.width_divisor)
-        width += width % 2  # half normalisation needs an even width
-        return scaled(cfg, width=width, depth=max(1, cfg.depth - self.depth_reduction))
+    def network(self, cfg: NetworkConfig) -> NetworkConfig:
+        """The network this recipe trains for a given (paper-scale) one: shrunk for proxies
+        (:func:`hinet.models.proxy_network`)."""
+        return proxy_network(cfg, self.width_divisor, self.depth_reduction)
 
     def to_dict(self) -> dict:
         out = asdict(self)

@@ -13,10 +13,11 @@ import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .config import PRESETS, HINetConfig, preset, scaled
+from .config import PRESETS, HINetConfig, scaled
 from .errors import UserError
 from .evaluate import default_protocols, parse_protocol
 from .fields import apply_overrides, check_stored, vocabulary
+from .models import NetworkConfig, network, network_from_dict, network_to_dict
 from .recipes import RECIPES, Recipe, proxy_name, recipe, with_iters
 from .step import PRECISIONS
 
@@ -39,7 +40,7 @@ class RunSpec:
     """Everything that determines a run's numbers. Its hash guards the run directory."""
 
     recipe: Recipe
-    model: HINetConfig  # the network actually trained (already shrunk for proxy recipes)
+    model: NetworkConfig  # the network actually trained (already shrunk for proxy recipes); hinet.models
     seed: int
     data: str | None = None  # dataset directory; None = the synthetic default
     family: str = "adhoc"
@@ -69,7 +70,7 @@ class RunSpec:
     def to_dict(self) -> dict:
         """Plain JSON of every field (the recipe and the network as their own ``to_dict``)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**out, "recipe": self.recipe.to_dict(), "model": self.model.to_dict(),
+        return {**out, "recipe": self.recipe.to_dict(), "model": network_to_dict(self.model),
                 "evaluations": list(self.evaluations)}
 
     @classmethod
@@ -81,12 +82,11 @@ class RunSpec:
         if not isinstance(d, dict):
             raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         _require_fields(d, [f.name for f in fields(cls)], "spec")
-        for key, kind in (("recipe", Recipe), ("model", HINetConfig)):
-            if isinstance(d[key], dict):
-                _require_fields(d[key], [f.name for f in fields(kind)], key)
+        if isinstance(d["recipe"], dict):
+            _require_fields(d["recipe"], [f.name for f in fields(Recipe)], "recipe")
         r = Recipe(**check_stored(Recipe, d["recipe"], "recipe"))
         check_frozen_recipe_fields(r)
-        m = HINetConfig(**check_stored(HINetConfig, d["model"], "model"))
+        m = network_from_dict(d["model"], "model")
         top = check_stored(cls, {k: v for k, v in d.items() if k not in ("recipe", "model")}, "spec")
         return cls(r, m, **top)
 
@@ -147,7 +147,7 @@ def validation_protocols(spec: RunSpec) -> list:
 # Recipe fields that --recipe-set may not change, and what to use instead: the network is built from the
 # preset before the overrides apply, and a proxy run must never be labelled paper (or the reverse).
 FROZEN_RECIPE_FIELDS = {"name": "choose the recipe with --recipe",
-                        "preset": "choose the network with --preset",
+                        "preset": "choose the network with --model (or --preset)",
                         "proxy": "choose a paper recipe or its -proxy with --recipe"}
 
 
@@ -178,18 +178,21 @@ def spec_from_args(a: argparse.Namespace) -> RunSpec:
     r = recipe(a.recipe)
     if a.iters is not None:
         r = with_iters(r, a.iters)
-    name = a.preset or r.preset
-    if name not in PRESETS:
-        raise UserError(f"--preset {name!r}: unknown network preset; expected one of {sorted(PRESETS)}")
-    cfg = preset(name)
+    if a.preset is not None and a.model is not None:
+        raise UserError(f"--preset {a.preset} --model {a.model}: give one (--model takes any network, presets too)")
+    if a.preset is not None and a.preset not in PRESETS:
+        raise UserError(f"--preset {a.preset!r}: unknown network preset; expected one of {sorted(PRESETS)}")
+    name = a.model or a.preset or r.preset
+    cfg = network(name)
     r = apply_overrides(r, a.recipe_set, "--recipe-set", frozen=FROZEN_RECIPE_FIELDS)
-    net = apply_overrides(r.network(cfg), a.model_set, "--model-set", build=_scaled_build)
+    net = apply_overrides(r.network(cfg), a.model_set, "--model-set",
+                          build=_scaled_build if isinstance(cfg, HINetConfig) else None)
     return RunSpec(r, net, r.seed if a.seed is None else a.seed, a.data, "adhoc", name, a.precision,
                    a.channels_last, a.train_crops, a.fused_norm, a.inplace_act)
 
 
-SPEC_FLAGS = ("recipe", "preset", "seed", "data", "train_crops", "iters", "precision", "channels_last", "fused_norm",
-              "inplace_act", "recipe_set", "model_set")
+SPEC_FLAGS = ("recipe", "preset", "model", "seed", "data", "train_crops", "iters", "precision", "channels_last",
+              "fused_norm", "inplace_act", "recipe_set", "model_set")
 
 
 
@@ -198,7 +201,11 @@ def add_spec_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", default=None, help="a complete run spec (JSON of RunSpec.to_dict()); excludes the\n"
                    "spec flags below (--recipe ... --model-set)")
     p.add_argument("--recipe", default=None, help="recipe name (hinet.recipes.RECIPES; default sidd-proxy)")
-    p.add_argument("--preset", default=None, help="network preset (default: the recipe's)")
+    p.add_argument("--preset", default=None, help="HINet preset (default: the recipe's)")
+    p.add_argument("--model", default=None, metavar="NETWORK",
+                   help="the network instead of the recipe's HINet: a name (hinet.models.NETWORKS: sidd-1x,\n"
+                        "mprnet-sidd, nafnet-sidd-width64, ...) or your own, package.module:callable (an\n"
+                        "importable callable returning an nn.Module; see the README)")
     p.add_argument("--seed", type=int, default=None, help="default: the recipe's official seed")
     p.add_argument("--data", default=None, help="dataset directory (default: the synthetic counterpart)")
     p.add_argument("--train-crops", default=None,

@@ -35,13 +35,18 @@ def build_parser(bench: Benchmark) -> argparse.ArgumentParser:
     default = ", ".join(DEFAULT_PROTOCOLS[bench.task])
     parser = ArgumentParser(
         prog=f"python -m benchmarks.{bench.name}",
-        description=f"{bench.title}: score HINet checkpoint(s), or the degraded input without --weights. "
+        description=f"{bench.title}: score checkpoint(s) of HINet, MPRNet, NAFNet or your own network (--model), "
+                    "or the degraded input without --weights. "
                     "Without --data the SYNTHETIC stand-in sets are used (labelled synthetic everywhere).")
     parser.add_argument("--data", type=Path, help="folder holding the real dataset at any depth "
                         "(absent: synthetic stand-ins)")
     parser.add_argument("--weights", action="append", type=Path, default=[], metavar="CKPT",
                         help="HINet checkpoint (official or ours; repeat for an ensemble). Absent: the degraded "
                              "input is scored (no restoration)")
+    parser.add_argument("--model", metavar="NETWORK",
+                        help="the network the --weights are for: a name (mprnet-sidd, nafnet-sidd-width64, sidd-1x, "
+                             "...) or your own, package.module:callable; absent: read from the checkpoint (ours, or "
+                             "an official HINet, MPRNet or NAFNet one)")
     parser.add_argument("--name", help="method label in the table, JSON and records (default: checkpoint stem, "
                                        "'ensemble(a+b)', or 'degraded input')")
     parser.add_argument("--protocol", action="append", choices=names, metavar="NAME",
@@ -128,7 +133,7 @@ def run(bench: Benchmark, args: argparse.Namespace) -> int:
 
     Every output path is checked first (creating nothing): an unwritable one never costs an evaluation."""
     check_outputs(args)
-    method = load_method(args.weights, args.name)
+    method = load_method(args.weights, args.name, args.model)
     datasets = open_sets(bench, args)
     synthetic = any(bool(getattr(ds, "synthetic", False)) for ds in datasets.values())
     if args.data is not None and not args.no_verify:

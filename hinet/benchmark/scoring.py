@@ -16,7 +16,9 @@ from torch.utils.data import Dataset
 
 from ..checkpoint import load
 from ..data import open_test_sets, synthetic_test_sets
+from ..errors import UserError
 from ..evaluate import PROTOCOLS, Protocol, SetResult, default_protocols, evaluate, with_tlc
+from ..models import network, network_to_dict
 from ..published import load_published
 from ..tasks import slug, synthetic_name
 from .specs import DEGRADED_INPUT, Benchmark, Method, Reference, degraded_input
@@ -29,20 +31,24 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def load_method(weights: Sequence[Path], name: str | None) -> Method:
-    """Load checkpoints (eval mode, CPU) into a :class:`Method`; no weights -> the degraded input."""
+def load_method(weights: Sequence[Path], name: str | None, model: str | None = None) -> Method:
+    """Load checkpoints (eval mode, CPU) into a :class:`Method`; no weights -> the degraded input. ``model`` names
+    the network the weights are for (:func:`hinet.models.network`); absent, each checkpoint says it."""
     if not weights:
+        if model is not None:
+            raise UserError(f"--model {model}: give the network's --weights (a checkpoint)")
         return Method(name or DEGRADED_INPUT, [degraded_input], [], [])
+    config = network(model) if model is not None else None
     models = []
     for path in weights:
         try:
-            models.append(load(path))
+            models.append(load(path, config=config))
         except (pickle.UnpicklingError, EOFError, RuntimeError) as err:  # torch.load on a non-checkpoint file
             raise ValueError(f"{path}: cannot be read as a torch checkpoint: {err}") from err
     stems = [Path(p).stem for p in weights]
     default = stems[0] if len(stems) == 1 else f"ensemble({'+'.join(stems)})"
     return Method(name or default, models, [str(Path(p).resolve()) for p in weights],
-                  [m.cfg.to_dict() for m in models])
+                  [network_to_dict(m.cfg) for m in models])
 
 
 def open_sets(bench: Benchmark, args: argparse.Namespace) -> dict[str, Dataset]:
