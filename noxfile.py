@@ -40,7 +40,8 @@ def run(session: nox.Session, *args: str) -> None:
 def tests(session: nox.Session) -> None:
     """Run the CPU test suite (GPU tests are skipped without CUDA)."""
     run(session, "-m", "hinet.perceptual", "--setup")  # LPIPS AlexNet trunk into the local cache, once
-    run(session, "-m", "pytest", *(session.posargs or ["tests", "-q"]))
+    # one pytest worker per core (pytest-xdist); each worker's torch uses one thread (tests/conftest.py)
+    run(session, "-m", "pytest", *(session.posargs or ["tests", "-q", "-n", "auto"]))
 
 
 @nox.session(venv_backend="none")

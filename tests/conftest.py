@@ -7,7 +7,8 @@ import pytest
 import torch
 
 FIXTURES = Path(__file__).parent / "fixtures"
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# two threads, or one per pytest-xdist worker (a worker per core: ``nox -s tests`` runs ``-n auto``)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, os.cpu_count() or 1))
 
 
 def pytest_collection_modifyitems(config, items):

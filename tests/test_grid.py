@@ -101,7 +101,7 @@ def test_cpu_runs_share_the_cores(tmp_path):
 def test_ctrl_c_stops_the_children_and_the_next_call_resumes(tmp_path):
     """A real grid of real training runs, interrupted with SIGINT; then run again to completion."""
     records = tmp_path / "records.jsonl"
-    argv = [sys.executable, "-m", "ablations", "--variants", "full", "--seeds", "0", "1", "--iters", "240",
+    argv = [sys.executable, "-m", "ablations", "--variants", "full", "--seeds", "0", "1", "--iters", "80",
             "--val-images", "2",
             "--runs-dir", str(tmp_path / "runs"), "--records", str(records), "--no-report", "--images", "0",
             "--no-progress", "--parallel", "2"]
@@ -124,7 +124,7 @@ def test_ctrl_c_stops_the_children_and_the_next_call_resumes(tmp_path):
     import torch
 
     steps = [torch.load(c, weights_only=True)["step"] for c in ckpts]  # intact checkpoints
-    assert all(0 < s < 240 for s in steps)
+    assert all(0 < s < 80 for s in steps)
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert all((c.parent.parent / "done.json").exists() for c in ckpts)
@@ -133,4 +133,4 @@ def test_ctrl_c_stops_the_children_and_the_next_call_resumes(tmp_path):
     df = read_records(records)
     for seed in (0, 1):  # every logged step once, although the steps after the checkpoint were trained twice
         loss = df[(df["metric"] == "loss") & (df["seed"] == seed)]
-        assert sorted(loss["step"]) == list(range(20, 241, 20))
+        assert sorted(loss["step"]) == list(range(20, 81, 20))
