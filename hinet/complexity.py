@@ -14,13 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .arch import HINet, count_parameters
-from .config import HINetConfig
-from .mprnet import MPRNet, MPRNetConfig
-from .nafnet import NAFNet, NAFNetConfig
-
-Network = HINet | MPRNet | NAFNet
-NetworkConfig = HINetConfig | MPRNetConfig | NAFNetConfig
+from .arch import count_parameters
+from .models import NetworkConfig, build_network
 
 
 @dataclass(frozen=True)
@@ -29,13 +24,6 @@ class Complexity:
     macs: int  # ptflops total: convolutions plus norms, activations, biases
     conv_macs: int  # FlopCounterMode: convolutions / matmuls only
     size: tuple[int, int]
-
-
-def _model(model_or_cfg: Network | NetworkConfig) -> Network:
-    if isinstance(model_or_cfg, torch.nn.Module):
-        return model_or_cfg
-    network = {HINetConfig: HINet, MPRNetConfig: MPRNet, NAFNetConfig: NAFNet}[type(model_or_cfg)]
-    return network(model_or_cfg)
 
 
 def ptflops_macs(model: torch.nn.Module, size: tuple[int, int], channels: int = 3) -> int:
@@ -66,10 +54,10 @@ def conv_macs(model: torch.nn.Module, size: tuple[int, int], channels: int = 3) 
     return counter.get_total_flops() // 2
 
 
-def complexity(model_or_cfg: Network | NetworkConfig, size: tuple[int, int] = (256, 256)) -> Complexity:
-    """Parameters and MACs of a model (or a config, built on the fly: HINet, MPRNet or NAFNet) at input size
-    (H, W)."""
-    model = _model(model_or_cfg).eval()
+def complexity(model_or_cfg: torch.nn.Module | NetworkConfig, size: tuple[int, int] = (256, 256)) -> Complexity:
+    """Parameters and MACs of a model (or a network config, built on the fly: :func:`hinet.models.build_network`)
+    at input size (H, W)."""
+    model = (model_or_cfg if isinstance(model_or_cfg, torch.nn.Module) else build_network(model_or_cfg)).eval()
     channels = model.cfg.in_channels
     return Complexity(count_parameters(model), ptflops_macs(model, size, channels),
                       conv_macs(model, size, channels), tuple(size))

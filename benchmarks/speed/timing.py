@@ -99,6 +99,33 @@ def summary_ms(seconds: list[float]) -> dict[str, float]:
             "ms_mean": 1e3 * statistics.fmean(seconds), "rounds": len(seconds)}
 
 
+def time_interleaved(calls: dict[str, Callable[[], Any]], *, rounds: int, warmup_rounds: int = 1,
+                     device: str | torch.device = "cpu") -> dict[str, list[float]]:
+    """Seconds of each call over ``rounds`` rounds, interleaved (round r times every call back to back, so all see
+    the same load), after ``warmup_rounds`` untimed rounds. On CUDA each call is timed with CUDA events after a
+    synchronisation (a launch returns before the GPU has finished; timing without it measures the launch)."""
+    cuda = torch.device(device).type == "cuda"
+    for _ in range(warmup_rounds):
+        for call in calls.values():
+            call()
+    out: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            if cuda:
+                torch.cuda.synchronize(device)
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                call()
+                end.record()
+                torch.cuda.synchronize(device)
+                out[name].append(start.elapsed_time(end) / 1e3)
+            else:
+                t0 = time.perf_counter()
+                call()
+                out[name].append(time.perf_counter() - t0)
+    return out
+
+
 def compare(benchmark, fast: Callable[[], Any], baseline: Callable[[], Any], *, label: str, rounds: int,
             target: float | None = None, warmup_rounds: int = 2, fast_name: str = "fast", baseline_name: str = "eager",
             device: str | torch.device = "cpu", **info: Any) -> dict[str, float]:

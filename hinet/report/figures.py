@@ -330,3 +330,27 @@ def difference_curves_figure(per_step: pd.DataFrame, title: str, path: Path) -> 
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return save(fig, path)
+
+
+def claims_figure(claims: pd.DataFrame, published: pd.DataFrame, path: Path, size: int = 256) -> Path:
+    """PSNR against GMACs per ``size``-squared input of the denoising methods of the claims table
+    (``benchmarks.claims``): each method's published SIDD PSNR at its published MACs (hollow) and at the MACs
+    measured here (filled), joined by a line; a method without published MACs has only the filled point."""
+    macs = claims[(claims["quantity"] == "gmacs") & (claims["task"] == "denoise")]
+    psnr = published[(published["dataset"] == "SIDD") & (published["metric"] == "psnr")]
+    psnr = dict(zip(psnr["method"], psnr["value"]))
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for i, row in enumerate(macs.itertuples()):
+        if row.method not in psnr:
+            continue
+        y, color = psnr[row.method], f"C{i}"
+        ax.scatter([row.measured], [y], color=color, zorder=3, label=f"{row.method}: measured MACs")
+        if pd.notna(row.published):
+            ax.scatter([row.published], [y], facecolors="none", edgecolors=color, zorder=3,
+                       label=f"{row.method}: published MACs")
+            ax.plot([row.published, row.measured], [y, y], color=color, lw=0.8, alpha=0.6)
+        ax.annotate(row.method, (row.measured, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set(xscale="log", xlabel=f"GMACs per input (log); published at 256x256, measured at {size}x{size}",
+           ylabel="published SIDD PSNR (dB)", title="SIDD: PSNR against MACs, published and measured")
+    ax.legend(fontsize=7, loc="lower right")
+    return save(fig, path)
