@@ -110,7 +110,7 @@ def measured_gain(records: pd.DataFrame | None, pair: Pair) -> float | None:
     latest checkpoint evaluations; None unless both exist."""
     if records is None or records.empty:
         return None
-    protocol = DEFAULT_PROTOCOLS[pair.task][0]
+    protocol = f"{pair.task}/{DEFAULT_PROTOCOLS[pair.task][0]}"  # the official scoring, as published
     sel = records[(records["family"] == CHECKPOINT_EVAL) & (records["recipe"] == "eval") & ~records["synthetic"]
                   & (records["dataset"] == pair.dataset) & (records["protocol"] == protocol)
                   & (records["metric"] == "psnr")]
