@@ -107,7 +107,7 @@ def _check_compiler(device: torch.device) -> None:
     """Inductor on CPU builds C++ kernels; fail early and by name when no compiler is on PATH."""
     if device.type != "cpu":
         return
-    from torch._inductor import config as inductor_config
+    from torch._inductor import config as inductor_config  # heavy: inductor loads only for compile=True
 
     candidates = inductor_config.cpp.cxx
     names = [c for c in (candidates if isinstance(candidates, tuple) else (candidates,)) if c]
@@ -118,8 +118,8 @@ def _check_compiler(device: torch.device) -> None:
 
 
 def _compile_errors() -> tuple[type[BaseException], ...]:
-    from torch._dynamo.exc import BackendCompilerFailed
-    from torch._inductor.exc import CppCompileError, InductorError
+    from torch._dynamo.exc import BackendCompilerFailed  # heavy: as in _check_compiler
+    from torch._inductor.exc import CppCompileError, InductorError  # heavy: as in _check_compiler
 
     return (BackendCompilerFailed, CppCompileError, InductorError)
 

@@ -27,8 +27,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
+from hinet.arch import HINet
+from hinet.config import PRESETS, scaled
+from hinet.evaluate import predict_tiled
 from hinet.records import environment
 
 from .timing import stated, status_kb
@@ -42,10 +46,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def measure(path: str, width: int = WIDTH, tile: int = TILE, batch: int = TILE_BATCH) -> dict:
     """Run one forward of ``path`` (``full`` or ``tiled``) in this process; time and peak-RSS delta."""
-    from hinet.arch import HINet
-    from hinet.config import PRESETS, scaled
-    from hinet.evaluate import predict_tiled
-
     if path not in ("full", "tiled"):
         raise ValueError(f"path={path!r}: expected 'full' or 'tiled'")
     torch.manual_seed(0)
@@ -74,8 +74,6 @@ def run_child(path: str) -> dict:
 
 
 def test_frame_720p(benchmark) -> None:
-    import pytest
-
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("peak-RSS reset needs Linux /proc/self/clear_refs")
     full = run_child("full")

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
+import skimage.data
 from scipy import ndimage
 
 __all__ = ["DeadLeaves", "PALETTE_PHOTOS", "dead_leaves", "power_law_radii", "scene_id", "stable_code"]
@@ -71,8 +72,6 @@ def power_law_radii(rng: np.random.Generator, n: int, rmin: float, rmax: float, 
 @cache
 def _palette() -> np.ndarray:
     """Every 8th pixel (both axes) of the :data:`PALETTE_PHOTOS`, float32 (P, 3) RGB in [0, 1] (read-only)."""
-    import skimage.data
-
     pixels = [getattr(skimage.data, name)()[::8, ::8].reshape(-1, 3) for name in PALETTE_PHOTOS]
     out = np.concatenate(pixels).astype(np.float32) / 255.0  # (P, 3)
     out.setflags(write=False)
