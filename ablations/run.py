@@ -38,9 +38,7 @@ from . import FAMILIES, family
 from .sequential import Budget, Clock, decision_frame, make_plan, probe_run_seconds, write_log
 
 # Seeds of the default grid: what fits 15 minutes of a 2-core machine of the kind developers and CI have
-# (AVX2, no native bf16). Measured there: one proxy run with the 128 validation images takes ~105 s on one
-# thread (a step ~0.35 s), two runs at a time, so 5 variants x 3 seeds = 15 runs ~ 13 min. The power study
-# (results/tables/proxy_power.md) timed steps at ~140 ms from records of an AVX-512 machine, where 8 seeds fit.
+# (AVX2, no native bf16), two runs at a time; the timing behind it is in the README's "Speed" section.
 DEFAULT_SEEDS = 3
 
 
@@ -80,8 +78,8 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
             raise UserError(f"--val-images {val_images}: expected a positive number of validation images")
         base = replace(base, val_limit=val_images)
     tag = "synthetic" if data is None else "real"
-    # fast paths with the same numbers (hinet.fast; results/tables/proxy_power.md): fused half instance norm and
-    # in-place LeakyReLU always; channels_last where it was measured to help (proxy scale on CPU, 1.14x a step)
+    # fast paths with the same numbers (hinet.fast): fused half instance norm and in-place LeakyReLU always;
+    # channels_last where it was measured to help (proxy scale on CPU; results/tables/proxy_power.md)
     channels_last = recipe == "proxy" and device == "cpu"
     options = ("--device", device, "--workers", str(loader_workers))
     treatments = family(fam).evaluations(base.crop) if hasattr(family(fam), "evaluations") else ()

@@ -56,7 +56,7 @@ class Protocol:
         peak: PSNR peak, 1.0, or ``auto`` for the official heuristic.
         ssim_arithmetic: ``fast`` (batched, float32 with centring; within 1.5e-4 of the official values,
             1e-5 except on near-identical images) or ``reference`` (the official float32 Conv3d, RGB only;
-            reproduces the official numbers to 1e-7, about 50x slower). See ``hinet.metrics.ssim``.
+            reproduces the official numbers to 1e-7, many times slower). See ``hinet.metrics.ssim``.
         tlc: ``(base_size, train_size)``: run the model(s) converted by ``hinet.tlc.to_local`` (instance norm
             over a window of ``base_size`` input pixels, calibrated at ``train_size``), or None (whole-map
             statistics, the plain network). Make TLC protocols with :func:`with_tlc`. Composes with TTA,

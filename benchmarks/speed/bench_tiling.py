@@ -12,7 +12,7 @@ the resident set just before the forward: the memory the inference itself needed
 means no allocator pools survive from the other path. Pages only count once touched, which is what
 "needed" means here.
 
-One round per path (a full-image forward takes tens of seconds on 2 cores); the forward time includes
+One round per path (a full-image forward at width 64 is slow on a CPU); the forward time includes
 oneDNN's first-call kernel creation in both paths. The benchmark's own timing is the tiled child's wall
 time (start-up, import and model build included); the forward times are in ``paths``.
 Ratio (higher is better) = full-image peak / tiled peak; target >= 2 (tiled needs at most half).
