@@ -16,6 +16,8 @@ call skips finished runs and resumes started ones.
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 import time
 from dataclasses import replace
@@ -23,22 +25,22 @@ from pathlib import Path
 
 from hinet.atomic import check_output
 from hinet.config import HINetConfig
-from hinet.errors import UserError, run_command
+from hinet.errors import ArgumentParser, UserError, run_command
+from hinet.evaluate import protocol as get_protocol
 from hinet.grid import GridRun, parse_gpus, run_local, run_submitit
-from hinet.image_records import image_store
+from hinet.image_records import image_store, read_image_metrics
 from hinet.models import network
 from hinet.recipes import proxy_name, with_iters
 from hinet.recipes import recipe as get_recipe
 from hinet.spec import RunSpec
-from hinet.stats import ESTIMANDS
+from hinet.stats import ESTIMANDS, sequential_decisions
 from hinet.tasks import DATASETS, TASKS, slug
 
 from . import FAMILIES, family
+from .sequential import Budget, Clock, decision_frame, make_plan, probe_run_seconds, write_log
 
 # Seeds of the default grid: what fits 15 minutes of a 2-core machine of the kind developers and CI have
-# (AVX2, no native bf16). Measured there: one proxy run with the 128 validation images takes ~105 s on one
-# thread (a step ~0.35 s), two runs at a time, so 5 variants x 3 seeds = 15 runs ~ 13 min. The power study
-# (results/tables/proxy_power.md) timed steps at ~140 ms from records of an AVX-512 machine, where 8 seeds fit.
+# (AVX2, no native bf16), two runs at a time; the timing behind it is in the README's "Speed" section.
 DEFAULT_SEEDS = 3
 
 
@@ -87,8 +89,8 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
             raise UserError(f"--val-images {val_images}: expected a positive number of validation images")
         base = replace(base, val_limit=val_images)
     tag = "synthetic" if data is None else "real"
-    # fast paths with the same numbers (hinet.fast; results/tables/proxy_power.md): fused half instance norm and
-    # in-place LeakyReLU always; channels_last where it was measured to help (proxy scale on CPU, 1.14x a step)
+    # fast paths with the same numbers (hinet.fast): fused half instance norm and in-place LeakyReLU always;
+    # channels_last where it was measured to help (proxy scale on CPU; results/tables/proxy_power.md)
     channels_last = recipe == "proxy" and device == "cpu"
     options = ("--device", device, "--workers", str(loader_workers))
     treatments = family(fam).evaluations(base.crop) if hasattr(family(fam), "evaluations") else ()
@@ -108,8 +110,6 @@ def plan(fam: str, dataset: str, recipe: str, seeds: list[int], runs_dir: Path, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hinet.errors import ArgumentParser  # usage errors in one line
-
     p = ArgumentParser(prog="nox -s ablate --", description=__doc__.split("\n\n")[0])
     p.add_argument("--family", default="components", choices=sorted(FAMILIES))
     p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
@@ -183,7 +183,7 @@ def _main(a: argparse.Namespace) -> int:
             raise UserError("--until-verdict runs rounds of local runs; use --launcher local")
         failed = _sequential(a, dataset, records, gpus, device, grid)
         if not a.no_report:
-            from hinet.report import main as report_main
+            from hinet.report import main as report_main  # heavy: matplotlib/seaborn only when reporting
 
             report_main(["--records", str(records.parent), "--out", str(results_root(records))])
         return 1 if failed else 0
@@ -203,7 +203,7 @@ def _main(a: argparse.Namespace) -> int:
     print(f"[ablate] finished in {time.time() - t0:.0f} s; {len(failed)} failed {failed if failed else ''}",
           flush=True)
     if not a.no_report:
-        from hinet.report import main as report_main
+        from hinet.report import main as report_main  # heavy: as above
 
         report_main(["--records", str(records.parent), "--out", str(results_root(records))])
     return 1 if failed else 0
@@ -212,15 +212,6 @@ def _main(a: argparse.Namespace) -> int:
 def _sequential(a: argparse.Namespace, dataset: str, records: Path, gpus: list[str], device: str, grid: dict
                 ) -> list[str]:
     """Rounds of seeds until every variant has a verdict (see :mod:`ablations.sequential`); returns failed runs."""
-    import math
-    import os
-
-    from hinet.evaluate import protocol as get_protocol
-    from hinet.image_records import read_image_metrics
-    from hinet.stats import sequential_decisions
-
-    from .sequential import Budget, Clock, decision_frame, make_plan, probe_run_seconds, write_log
-
     seeds = sorted(a.seeds)
     if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
         raise UserError(f"--seeds {a.seeds}: with --until-verdict the seeds are consecutive (the first look)")

@@ -72,11 +72,10 @@ def one_line(err: BaseException) -> str:
 def clear_progress_bars() -> None:
     """Close every tqdm bar still open (a command stopped mid-loop), erasing it from the terminal, so that
     the error line is the only thing left on screen. Does nothing when tqdm was never imported."""
-    if "tqdm" not in sys.modules:
+    module = sys.modules.get("tqdm")  # no import: a command that never loaded tqdm has no bar to close
+    if module is None:
         return
-    from tqdm import tqdm
-
-    for bar in list(getattr(tqdm, "_instances", ())):
+    for bar in list(getattr(module.tqdm, "_instances", ())):
         bar.leave = False
         bar.close()
 

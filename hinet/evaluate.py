@@ -29,10 +29,12 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
 
 from . import metrics
 from .data.io import write_image
 from .data.patches import dihedral, dihedral_inverse
+from .perceptual import lpips_distance, lpips_model
 from .tasks import TASKS
 from .tlc import to_local
 
@@ -54,7 +56,7 @@ class Protocol:
         peak: PSNR peak, 1.0, or ``auto`` for the official heuristic.
         ssim_arithmetic: ``fast`` (batched, float32 with centring; within 1.5e-4 of the official values,
             1e-5 except on near-identical images) or ``reference`` (the official float32 Conv3d, RGB only;
-            reproduces the official numbers to 1e-7, about 50x slower). See ``hinet.metrics.ssim``.
+            reproduces the official numbers to 1e-7, many times slower). See ``hinet.metrics.ssim``.
         tlc: ``(base_size, train_size)``: run the model(s) converted by ``hinet.tlc.to_local`` (instance norm
             over a window of ``base_size`` input pixels, calibrated at ``train_size``), or None (whole-map
             statistics, the plain network). Make TLC protocols with :func:`with_tlc`. Composes with TTA,
@@ -302,8 +304,6 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
     ``save_limit`` is given (all images of every set otherwise). ``perceptual`` adds LPIPS (AlexNet,
     ``hinet.perceptual``) of the clamped prediction to every protocol's metrics (lower is better).
     """
-    from tqdm import tqdm
-
     models = [models] if callable(models) and not isinstance(models, Sequence) else list(models)
     protocols = list(protocols)
     if not protocols:
@@ -314,8 +314,6 @@ def evaluate(models: Model | Sequence[Model], datasets: dict[str, Dataset], prot
     tiled, tile, tlc = protocols[0].mode
     lpips_net = None
     if perceptual:
-        from .perceptual import lpips_distance, lpips_model
-
         lpips_net = lpips_model(device)
     for m in models:
         if isinstance(m, torch.nn.Module):

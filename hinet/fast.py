@@ -1,39 +1,34 @@
 """Opt-in fast paths for inference and training steps. The defaults elsewhere never change.
 
-The figures in this list were measured on an **AVX-512-BF16 machine** (a shared 2-core AMD EPYC with
-avx512_bf16, torch 2.14, HINet width 32 at 256x256, eager fp32 ~280-320 ms; 2026-11-24, an
-earlier commit) with ``torch.profiler`` and interleaved timing. The 2-core AMD EPYC the suite runs on
-since 2026-12-01 is AVX2-only (``python -m hinet.hardware``); its figures are in the README's "Speed"
-section, and ``nox -s bench`` re-measures. State :func:`hinet.hardware.describe` with every figure, the
-bf16 ones above all:
+What each switch does and why it can help; how much it helps depends on the machine, so the measured gains
+(each with its CPU) are in the README's "Speed" section, and ``nox -s bench`` re-measures. State
+:func:`hinet.hardware.describe` with every figure, the reduced-precision ones above all:
 
-* convolutions (oneDNN) are ~70% of the eager forward and ~80% of the fast one, so fp32 eager switches can
-  only remove the rest: together they give ~1.2-1.27x; ``compile`` ~1.4x; bfloat16 ~2.2-2.5x.
-* ``channels_last``: NHWC activations; oneDNN convolutions skip their NCHW <-> blocked reorders. The largest
-  eager gain (~1.17x alone).
+* convolutions (oneDNN) take most of the forward, so fp32 eager switches can only remove the rest;
+  ``compile`` and a reduced precision also speed up the convolutions themselves.
+* ``channels_last``: NHWC activations; oneDNN convolutions skip their NCHW <-> blocked reorders.
 * ``fused_norm``: :class:`hinet.blocks.PartialNorm` with ``fused=True``: one scale/shift over all channels
-  instead of slice + instance norm + concatenate (no half-size copies). Nothing alone with NCHW; with
-  channels_last it avoids the reference path's layout copies.
+  instead of slice + instance norm + concatenate (no half-size copies); with channels_last it also avoids
+  the reference path's layout copies.
 * ``inplace_act``: HINet's LeakyReLUs overwrite their input (no input of theirs is used again, and autograd
-  accepts it for a positive slope): one activation-sized buffer less each; ~2% in inference, more in
-  training, where fewer buffers are kept for backward.
+  accepts it for a positive slope): one activation-sized buffer less each, in training also fewer buffers
+  kept for backward.
 * ``torch.inference_mode`` in the runner (also what ``hinet.evaluate`` uses, so it is in the baseline too).
 * ``compile``: ``torch.compile`` (inductor); for inference with ``freezing`` (constant, pre-packed oneDNN
-  weights; pointwise ops fused into the convolutions). Compilation costs ~20 s per input shape on this CPU
-  with an empty cache (a C++ compiler is needed), so it pays off only for many images of one shape. For
-  training steps it gave nothing over the eager switches at proxy scale and is off by default.
+  weights; pointwise ops fused into the convolutions). Compilation runs once per input shape with an empty
+  cache (a C++ compiler is needed), so it pays off only for many images of one shape. Off by default for
+  training steps, where it gave nothing over the eager switches at proxy scale.
 * ``dtype``: autocast to bfloat16 (CPU with AVX512-BF16/AMX, or CUDA) or float16 (CUDA only); outputs come
-  back as float32. Not bit-equal: tests require >= 45 dB PSNR against the fp32 output (~67 dB measured).
-  The ~2.2-2.5x above needs native bf16: on an AVX2-only CPU bf16 autocast is 10x or more *slower* than
-  fp32, so ``precision_policy`` (:func:`hinet.hardware.resolve_precision`) decides: ``"warn"`` (default)
-  runs fp32 there with one warning, ``"error"`` refuses, ``"force"`` runs the requested dtype anyway.
-  The effective dtype is ``InferenceRunner.dtype`` (None = fp32); records must state that one and
-  :func:`hinet.hardware.describe`.
-* Not used: TorchScript freeze/``optimize_for_inference`` (no gain over eager), disabling oneDNN (>2x
-  slower), fused/foreach Adam and foreach clipping (within noise at ~110 parameter tensors), thread
-  changes (2 intra-op threads on 2 cores is already the default). Process-wide, glibc's allocator returns
-  large freed blocks to the OS (~12% of CPU time goes to page faults); ``MALLOC_MMAP_THRESHOLD_`` /
-  ``MALLOC_TRIM_THRESHOLD_`` (or jemalloc) remove that for every path alike, so it is left to the user.
+  back as float32. Not bit-equal: tests require >= 45 dB PSNR against the fp32 output. bf16 autocast needs
+  native bf16 (see :mod:`hinet.hardware`); on other CPUs it is slower than fp32, so ``precision_policy``
+  (:func:`hinet.hardware.resolve_precision`) decides: ``"warn"`` (default) runs fp32 there with one
+  warning, ``"error"`` refuses, ``"force"`` runs the requested dtype anyway. The effective dtype is
+  ``InferenceRunner.dtype`` (None = fp32); records must state that one and :func:`hinet.hardware.describe`.
+* Not used, because they gave nothing or cost time: TorchScript freeze/``optimize_for_inference``,
+  disabling oneDNN, fused/foreach Adam and foreach clipping, thread changes (torch already runs one
+  intra-op thread per core). Process-wide, glibc's allocator returns large freed blocks to the OS, so the
+  next allocation page-faults; ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` (or jemalloc) remove
+  that for every path alike, so it is left to the user.
 
 The fp32 switches give the same numbers as the eager model up to float rounding (tests: <= 1e-4 max abs).
 
@@ -107,7 +102,7 @@ def _check_compiler(device: torch.device) -> None:
     """Inductor on CPU builds C++ kernels; fail early and by name when no compiler is on PATH."""
     if device.type != "cpu":
         return
-    from torch._inductor import config as inductor_config
+    from torch._inductor import config as inductor_config  # heavy: inductor loads only for compile=True
 
     candidates = inductor_config.cpp.cxx
     names = [c for c in (candidates if isinstance(candidates, tuple) else (candidates,)) if c]
@@ -118,8 +113,8 @@ def _check_compiler(device: torch.device) -> None:
 
 
 def _compile_errors() -> tuple[type[BaseException], ...]:
-    from torch._dynamo.exc import BackendCompilerFailed
-    from torch._inductor.exc import CppCompileError, InductorError
+    from torch._dynamo.exc import BackendCompilerFailed  # heavy: as in _check_compiler
+    from torch._inductor.exc import CppCompileError, InductorError  # heavy: as in _check_compiler
 
     return (BackendCompilerFailed, CppCompileError, InductorError)
 

@@ -31,6 +31,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
 from .atomic import atomic_write_text, ensure_dir
 from .errors import UserError
 from .rundir import CHECKPOINT, DONE
@@ -90,8 +93,6 @@ def parse_gpus(text: str | None, available: int | None = None, *, present: bool 
         if not present:
             return ids
     if available is None:
-        import torch
-
         available = torch.cuda.device_count()
     if available == 0:
         raise UserError(f"--gpus {text}: no CUDA device is visible on this machine")
@@ -144,8 +145,6 @@ class _Progress:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        from tqdm import tqdm
-
         self.tty = self.enabled and sys.stderr.isatty()
         self.bar = tqdm(total=self.total, desc=f"[{self.tag}] runs", unit="run", disable=not self.tty,
                         bar_format="{desc}: {n}/{total} |{bar}| {elapsed} {postfix}")
@@ -325,7 +324,7 @@ def slurm_job(argv: list[str], gpus: int) -> int:
 def run_submitit(runs: Sequence[GridRun], folder: Path, *, cluster: str | None, gpus: int, partition: str | None,
                  timeout_min: int, cpus: int) -> list[tuple[GridRun, int]]:
     """Submit one job per run with submitit (``cluster='local'`` runs them as local processes)."""
-    import submitit
+    import submitit  # heavy: only --launcher submitit* grids need submitit
 
     executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     params = dict(timeout_min=timeout_min, cpus_per_task=cpus, name="hinet-grid")

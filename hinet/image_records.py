@@ -47,7 +47,7 @@ def write_image_metrics(root: str | Path, common: Mapping[str, Any], step: int |
     ``(dataset, split, protocol, metric, image, value)`` without one is its own scene (scene = image). The
     file is one (run, step) and is replaced whole and atomically, so a repeated validation of the same step
     supersedes the earlier one.
-    Columnar and dictionary-encoded: 1280 SIDD blocks x 2 protocols x 2 metrics is about 30 KB.
+    Columnar and dictionary-encoded, so a file of a whole test set stays small.
     """
     rows = [(*r[:5], r[4], r[5]) if len(r) == 6 else tuple(r) for r in rows]  # no scene: the image's own
     frame = pd.DataFrame(rows, columns=["dataset", "split", "protocol", "metric", "image", "scene", "value"])

@@ -386,13 +386,13 @@ def ssim(
         On Y that is MPRNet's deraining SSIM (pass ``round_y=True`` for its uint8 Y). On RGB each channel
         is scored this way and the channel scores averaged, as upstream BasicSR's ``calculate_ssim`` does;
         a C = 1 gray input is Wang's ``SSIM_index`` on that image. Needs at least 11x11 pixels after cropping.
-    dtype: arithmetic precision. float32 (default, about 2x faster on CPU) centres each image before the
+    dtype: arithmetic precision. float32 (default, faster on CPU) centres each image before the
         second moments and agrees with float64 to ~1e-7; float64 gives the exact value of the formula.
         The official code ran its 3-D SSIM in float32 without centring and differs from the exact value
         by up to ~1e-4 on near-identical images (see tests/fixtures/metrics/README.md).
     arithmetic: ``"reference"`` (RGB, variant "official" only) repeats the official arithmetic literally
         -- a dense 11x11x11 float32 Conv3d over the replicate-padded volume, uncentred second moments --
-        and so reproduces the official numbers to ~1e-7, at about 50x the cost of ``"fast"``.
+        and so reproduces the official numbers to ~1e-7, at many times the cost of ``"fast"``.
     """
     if arithmetic == "reference":
         if variant != "official" or y_channel:

@@ -42,12 +42,18 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# absolute imports: this module is also loaded by file path (tests/test_records.py)
+from hinet.atomic import atomic_write_bytes, ensure_dir, output_error
+from hinet.errors import ArgumentParser, run_command
+from hinet.tasks import RECIPE_KINDS, SPLITS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -111,8 +117,6 @@ class Record:
                 object.__setattr__(self, "value", float(v))
             elif not isinstance(v, str) or not v:
                 raise ValueError(f"Record.{f.name}: expected a non-empty str, got {v!r}")
-        from hinet.tasks import RECIPE_KINDS, SPLITS  # absolute: this module is also loaded by file path
-
         if self.recipe not in RECIPE_KINDS:
             raise ValueError(f"Record.recipe: expected one of {RECIPE_KINDS}, got {self.recipe!r}")
         if self.split not in SPLITS:
@@ -184,7 +188,7 @@ def environment(device: Any, *, hardware: bool = False) -> dict[str, Any]:
     env = {"device": str(device), "torch_version": torch.__version__,
            "hostname": socket.gethostname(), "python_version": platform.python_version()}
     if hardware:
-        from .hardware import device_fields  # lazy, as torch above
+        from .hardware import device_fields  # lazy: imports torch, as above
 
         env.update(device_fields(device))
     return env
@@ -292,8 +296,6 @@ def _lock_current(path: Path, flags: int, what: str) -> int:
     :func:`compact` replaces the file (under the lock) by renaming a new one over it; a writer that opened
     the old file before the rename and got the lock after it would write into the replaced file and lose
     its batch. So the lock is taken again on the new file until the locked file is the named one."""
-    from hinet.atomic import output_error
-
     while True:
         try:
             fd = os.open(path, flags, 0o666)
@@ -323,8 +325,6 @@ def append_records(path: str | Path, records: Iterable[Record]) -> None:
     A :func:`compact` of the same file at the same time never loses the batch: the lock is taken on the file
     the path names once the lock is held, never on a file the compaction replaced.
     """
-    from hinet.atomic import ensure_dir, output_error  # absolute: this module is also loaded by file path
-
     path = Path(path)
     data = _encode(records)
     if not data:
@@ -450,8 +450,6 @@ def compact(path: str | Path) -> tuple[int, int]:
     identity, the current configuration of each run), in their order of writing; atomically, under the
     writers' lock. Returns (rows before, rows after). Superseded rows are facts of earlier runs: compact a
     file when only the current results should travel with it (e.g. before committing regenerated results)."""
-    from hinet.atomic import atomic_write_bytes
-
     path = Path(path)
     if path.is_dir() or not path.exists():
         raise FileNotFoundError(f"{path}: {'is a folder' if path.is_dir() else 'does not exist'}; "
@@ -475,8 +473,6 @@ def compact(path: str | Path) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m hinet.records --compact FILE...``: keep only the current rows of each file."""
-    from hinet.errors import ArgumentParser, run_command
-
     parser = ArgumentParser(prog="python -m hinet.records", description=compact.__doc__.split("\n\n")[0])
     parser.add_argument("--compact", nargs="+", required=True, metavar="FILE", help="JSONL record files")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -491,6 +487,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main())

@@ -191,9 +191,9 @@ def objective_protocol(task: str, name: str | None = None) -> str:
 
     Only the task's validation protocols (``hinet.evaluate.DEFAULT_PROTOCOLS``) are logged by training.
     By default the first of them with a fixed peak: ``denoise/official`` reproduces the official SIDD
-    heuristic (peak 255 whenever an image's raw float output exceeds 1), which adds ~48 dB to any image
-    a network overshoots on; measured here, an untrained proxy scored 65.9 dB "official" against 18.1 dB
-    clamped, so a search on it would reward overshooting.
+    heuristic (peak 255 whenever an image's raw float output exceeds 1), which adds 20*log10(255) = 48.13 dB
+    to any image a network overshoots on, so a search on it would reward overshooting (an example in the
+    README's "From an ablation line to its verdict").
     """
     names = DEFAULT_PROTOCOLS[task]
     if name is None:

@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 
 import optuna
+from optuna.storages import JournalStorage, RDBStorage
+from optuna.storages.journal import JournalFileBackend
 
 from .atomic import ensure_dir
 from .errors import UserError
@@ -25,8 +27,6 @@ def open_storage(where: str, *, heartbeat: int = 60) -> optuna.storages.BaseStor
     60 s busy timeout so that concurrent workers wait for the write lock instead of failing.
     """
     import sqlalchemy.exc  # sqlalchemy (and the RDB storage) load only when a storage is opened: off start-up
-    from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
 
     if where.endswith((".log", ".jsonl")) and "://" not in where:
         ensure_dir(Path(where).parent)  # errors name the folder in the way
@@ -70,7 +70,7 @@ def check_database(where: str) -> dict:
     A malformed URL, a missing driver or an unreachable, refusing or rejecting server is one line naming
     ``--storage`` (the password hidden), before any study or run exists."""
     import sqlalchemy  # off the start-up path of the command, as in open_storage
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url  # as sqlalchemy above
 
     try:
         url = make_url(where)

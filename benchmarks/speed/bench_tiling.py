@@ -12,7 +12,7 @@ the resident set just before the forward: the memory the inference itself needed
 means no allocator pools survive from the other path. Pages only count once touched, which is what
 "needed" means here.
 
-One round per path (a full-image forward takes tens of seconds on 2 cores); the forward time includes
+One round per path (a full-image forward at width 64 is slow on a CPU); the forward time includes
 oneDNN's first-call kernel creation in both paths. The benchmark's own timing is the tiled child's wall
 time (start-up, import and model build included); the forward times are in ``paths``.
 Ratio (higher is better) = full-image peak / tiled peak; target >= 2 (tiled needs at most half).
@@ -27,8 +27,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
+from hinet.arch import HINet
+from hinet.config import PRESETS, scaled
+from hinet.evaluate import predict_tiled
 from hinet.records import environment
 
 from .timing import stated, status_kb
@@ -42,10 +46,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def measure(path: str, width: int = WIDTH, tile: int = TILE, batch: int = TILE_BATCH) -> dict:
     """Run one forward of ``path`` (``full`` or ``tiled``) in this process; time and peak-RSS delta."""
-    from hinet.arch import HINet
-    from hinet.config import PRESETS, scaled
-    from hinet.evaluate import predict_tiled
-
     if path not in ("full", "tiled"):
         raise ValueError(f"path={path!r}: expected 'full' or 'tiled'")
     torch.manual_seed(0)
@@ -74,8 +74,6 @@ def run_child(path: str) -> dict:
 
 
 def test_frame_720p(benchmark) -> None:
-    import pytest
-
     if not Path("/proc/self/clear_refs").exists():
         pytest.skip("peak-RSS reset needs Linux /proc/self/clear_refs")
     full = run_child("full")

@@ -46,6 +46,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tabulate import tabulate
+
 from hinet import records as rec
 from hinet.atomic import ensure_dir
 from hinet.errors import ArgumentParser, UserError, run_command
@@ -192,8 +194,6 @@ def command(argv: list[str] | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tabulate import tabulate
-
     parser = ArgumentParser(prog="python -m benchmarks.speed", description=__doc__.split("\n\n")[0],
                                      allow_abbrev=False)
     parser.add_argument("--records", type=Path, default=DEFAULT_RECORDS, help=f"JSONL to append to ({DEFAULT_RECORDS})")

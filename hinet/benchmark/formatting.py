@@ -9,6 +9,8 @@ import argparse
 import re
 from collections.abc import Mapping, Sequence
 
+from tabulate import tabulate
+
 from ..evaluate import Protocol, SetResult
 from .specs import SYNTHETIC_NOTE, Benchmark, Method, Reference
 
@@ -25,8 +27,6 @@ def _fmt(value: float | None, spec: str) -> str:
 def format_table(rows: Sequence[SetResult], refs: Mapping[str, Sequence[Reference]] | None, synthetic: bool) -> str:
     """GitHub-markdown table: one line per (set, protocol), or per (set, protocol, published method) on real
     data, with ``diff = ours - published``."""
-    from tabulate import tabulate
-
     with_lpips = any("lpips" in r.metrics for r in rows)
     headers = ["synthetic test set" if synthetic else "test set", "protocol", "images", "PSNR", "SSIM"]
     headers += ["LPIPS"] if with_lpips else []

@@ -15,6 +15,7 @@ from tqdm import tqdm
 from ..data import SIDDBenchmark, locate, write_sidd_submission
 from ..data.io import to_uint8
 from ..evaluate import predict
+from .cli import check_outputs
 from .scoring import load_method
 from .specs import Method
 
@@ -49,8 +50,6 @@ def denoise_blocks(method: Method, dataset: SIDDBenchmark, *, tta: bool, device:
 def submit(args: argparse.Namespace) -> int:
     """Write the SIDD benchmark submission ``args.submission`` for ``args.weights`` (found below
     ``args.data``); prints what was done and returns the exit status (0)."""
-    from .cli import check_outputs
-
     check_outputs(args)
     method = load_method(args.weights, args.name)
     dataset = SIDDBenchmark(locate(args.data, "sidd-benchmark"))

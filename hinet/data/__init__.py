@@ -27,7 +27,7 @@ def __getattr__(name: str):
     # hinet.data.prepare is imported on first use, so `python -m hinet.data.prepare` does not find it already
     # imported by this package (runpy warns about that).
     if name in _LAZY_PREPARE:
-        from . import prepare
+        from . import prepare  # on first use, see above
 
         return getattr(prepare, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

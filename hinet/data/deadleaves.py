@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 
 import numpy as np
+import skimage.data
 from scipy import ndimage
 
 __all__ = ["DeadLeaves", "PALETTE_PHOTOS", "dead_leaves", "power_law_radii", "scene_id", "stable_code"]
@@ -71,8 +72,6 @@ def power_law_radii(rng: np.random.Generator, n: int, rmin: float, rmax: float, 
 @cache
 def _palette() -> np.ndarray:
     """Every 8th pixel (both axes) of the :data:`PALETTE_PHOTOS`, float32 (P, 3) RGB in [0, 1] (read-only)."""
-    import skimage.data
-
     pixels = [getattr(skimage.data, name)()[::8, ::8].reshape(-1, 3) for name in PALETTE_PHOTOS]
     out = np.concatenate(pixels).astype(np.float32) / 255.0  # (P, 3)
     out.setflags(write=False)
@@ -191,9 +190,9 @@ def _rasterise(y: np.ndarray, x: np.ndarray, r: np.ndarray, size: int) -> tuple[
 def dead_leaves(seed: int, split: str, index: int, size: int = 128, model: DeadLeaves = DeadLeaves()) -> np.ndarray:
     """Dead-leaves scene ``index`` of ``split`` (e.g. ``"train"``, ``"test"``) under ``seed``: float32
     (size, size, 3) RGB in [0, 1], read-only, a pure function of its arguments (named :func:`scene_id`); the
-    split enters the seed, so the scene streams of two splits are disjoint. Memoised (512 scenes, 100 MB at
-    128x128): a training run draws its patches from the same few hundred scenes many times over, and rendering
-    costs several times the degradation."""
+    split enters the seed, so the scene streams of two splits are disjoint. Memoised (512 scenes; float32
+    128x128x3 is 192 KiB a scene, 96 MiB in all): a training run draws its patches from the same few hundred
+    scenes many times over, and rendering costs several times the degradation."""
     rng = np.random.default_rng([int(seed), stable_code("deadleaves", split), int(index)])
     image = model.render(rng, size)
     image.setflags(write=False)

@@ -9,7 +9,7 @@ Conventions (used by every module in :mod:`hinet.data`):
   encoding, so ``write_image(read_image(p))`` is lossless for 8-bit files.
 * Writes are atomic: the bytes go to a temporary file in the target folder, which is then ``os.replace``-d.
 
-Decoding and encoding use Pillow. (``torchvision.io`` decodes 1280x720 PNGs about 1.6x faster, but
+Decoding and encoding use Pillow. (``torchvision.io`` decodes PNGs faster, but
 torchvision 0.29 deprecated its image codecs in favour of TorchCodec, and it cannot decode 16-bit gray to
 float.) Pillow raises on truncated PNG and JPEG files -- unless some code sets
 ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` -- and those errors are re-raised as :class:`DatasetError` naming the

@@ -33,7 +33,7 @@ from ..tasks import task as task_entry
 from .gopro import GOPRO_LAYOUT, GOPRO_URL, HIDE, HIDE_LAYOUT, HIDE_URL, GoPro, gopro_layout
 from .io import DatasetNotFoundError
 from .rain13k import RAIN13K_LAYOUT, RAIN13K_TEST_SETS, RAIN13K_URL, Rain13k
-from .sidd import SIDD_BENCHMARK_LAYOUT, SIDD_MEDIUM_LAYOUT, SIDD_URL, SIDD_VAL_LAYOUT, SIDDValidation
+from .sidd import SIDD_BENCHMARK_LAYOUT, SIDD_MEDIUM_LAYOUT, SIDD_URL, SIDD_VAL_LAYOUT, SIDDMedium, SIDDValidation
 
 __all__ = ["DATASETS", "TASKS", "DatasetNotFoundError", "locate", "open_test_sets", "open_training_set"]
 
@@ -170,8 +170,6 @@ _TEST_SETS: dict[str, Callable[[Path], dict[str, Dataset]]] = {
 def open_training_set(task: Task | str, data_dir: str | os.PathLike[str]) -> Dataset:
     """The paired training set of a task, found at any depth under ``data_dir`` (SIDD Medium ``Data/``,
     GoPro ``train``, Rain13k ``train``)."""
-    from .sidd import SIDDMedium
-
     key = task_entry(task).train_key
     readers: dict[str, Callable[[Path], Dataset]] = {
         "sidd-medium": SIDDMedium, "gopro": lambda root: GoPro(root, "train"),

@@ -35,8 +35,12 @@ from tqdm import tqdm
 
 from ..atomic import ensure_dir
 from ..errors import ArgumentParser, run_command
+from .gopro import GoPro
 from .io import DatasetError, write_image
+from .locate import locate
 from .paired import PairedFiles, pair_folders
+from .sidd import SIDDMedium
+from .verify import verify_pairs
 
 __all__ = ["PREPARE_SETTINGS", "PreparedCrops", "check_output_folder", "crop_positions", "prepare_crops", "main"]
 
@@ -207,11 +211,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from .gopro import GoPro
-    from .locate import locate
-    from .sidd import SIDDMedium
-    from .verify import verify_pairs
-
     key, split, size, stride = PREPARE_SETTINGS[args.dataset]
     if not args.data.is_dir():
         raise FileNotFoundError(f"--data {args.data}: no such folder")

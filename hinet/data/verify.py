@@ -14,8 +14,8 @@ How much is decoded (``decode``):
 * ``"full"``: every file decoded with :func:`~hinet.data.io.read_image`, exactly as training reads it.
 * ``"header"``: sizes from the headers only (what ``PairedFiles.verify`` did).
 
-Cost per 1280x720 file (one pytest-benchmark run, minima, AVX2 CPU, one thread): ``header`` 0.06 ms; ``check``
-0.85 ms for PNG (61x less than the full decode's 52 ms) and 8.4 ms for JPEG (2.5x less than 21 ms).
+``header`` < ``check`` < ``full`` in cost; what each costs per file on one machine is in the README's "Speed"
+section.
 
 Files are checked by a small thread pool (Pillow and zlib release the GIL while they work), with a tqdm bar
 for sets of :data:`PROGRESS_MIN` pairs or more. SIDD's ``.mat`` block sets are read whole (their ``load()``),

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from tabulate import tabulate
 
 from ..atomic import check_output
 from ..errors import ArgumentParser, run_command
@@ -313,8 +314,6 @@ def _verdicts(per_image: pd.DataFrame, reference: str | None, name: str, title: 
 
 def format_outputs() -> str:
     """:data:`OUTPUTS` as a Markdown table (file, written by, when, what)."""
-    from tabulate import tabulate
-
     return tabulate([(f"`{o.pattern}`", o.writer, o.when, o.what) for o in OUTPUTS],
                     headers=["file", "written by", "when", "what"], tablefmt="github")
 

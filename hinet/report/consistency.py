@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ..errors import UserError
 from ..image_records import image_file
@@ -84,8 +85,6 @@ def check_per_image(records: pd.DataFrame, root: Path | None, source: str | Path
 def _superseded(path: Path, config_hash: str) -> bool:
     """Whether a per-image file belongs to an earlier configuration of its run (the reader keeps only the
     rows of a run's current configuration, as for records: e.g. committed results of an older recipe)."""
-    import pyarrow.parquet as pq
-
     try:
         hashes = set(pq.read_table(path, columns=["config_hash"]).column("config_hash").to_pylist())
     except Exception:  # unreadable or foreign: not a superseded file of ours
@@ -94,8 +93,6 @@ def _superseded(path: Path, config_hash: str) -> bool:
 
 
 def _check_file(path: Path, run: str, step: int, config_hash: str, means: pd.DataFrame, source: str | Path) -> None:
-    import pyarrow.parquet as pq
-
     where = f"run {run!r}, step {step}: {path}"
     if not path.is_file():
         raise PerImageMismatch(f"{where}: missing; {source} records a validation whose per-image results are gone "

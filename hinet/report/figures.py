@@ -29,6 +29,7 @@ from skimage.util import img_as_float  # noqa: E402
 from ..atomic import replacing  # noqa: E402
 from .labels import NOT_COMPARABLE  # noqa: E402
 from .statistics import QUALITY, t_interval  # noqa: E402
+from .tables import speed_table  # noqa: E402
 
 if TYPE_CHECKING:
     import optuna
@@ -167,8 +168,6 @@ def speed_figure(records: pd.DataFrame, path: Path) -> Path:
     bootstrap interval as error bar, the target as a red tick, 1 (no gain) as a dashed line. The title
     names the device (and capability) most rows ran on; rows of another device name theirs.
     ``records``: family 'speed' rows."""
-    from .tables import speed_table
-
     table = speed_table(records)
     if table.empty:  # e.g. only a path timed alone: say so rather than fail the whole report
         fig, ax = plt.subplots(figsize=(6.0, 1.5))
@@ -223,9 +222,9 @@ def tune_figures(study: optuna.Study, out_dir: str | Path) -> list[Path]:
     Every worker of a study rewrites these files at its end; each is replaced atomically, so readers
     never see half a file.
     """
-    import optuna
-    from optuna.trial import TrialState
-    from optuna.visualization import matplotlib as ovm
+    import optuna  # heavy: only the tuner's figures need optuna, not the report
+    from optuna.trial import TrialState  # as optuna above
+    from optuna.visualization import matplotlib as ovm  # as optuna above
 
     out_dir = Path(out_dir)
     stem = f"optuna_{study.study_name}"
