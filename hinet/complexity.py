@@ -32,7 +32,7 @@ def ptflops_macs(model: torch.nn.Module, size: tuple[int, int], channels: int = 
     ptflops prints a warning for every further parent of a shared module (MPRNet's one PReLU sits in every
     channel-attention block; the count is right all the same) and prints, rather than raises, a failure of the
     forward; its printout is captured, and a failure raised as a ``RuntimeError`` with its last line."""
-    from ptflops import get_model_complexity_info
+    from ptflops import get_model_complexity_info  # only counting needs it (a trainer counts once, at step 0)
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):

@@ -333,6 +333,15 @@ def resolve_precision(requested: torch.dtype | str | None, device: torch.device 
 
 
 # ----------------------------------------------------------------------------------------------- CLI
+def set_threads(threads: int | None) -> None:
+    """``--threads N``: torch's intra-op threads (None: leave torch's default); a count below 1 is a user error."""
+    if threads is None:
+        return
+    if threads < 1:
+        raise UserError(f"--threads {threads}: expected a positive count")
+    torch.set_num_threads(threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m hinet.hardware", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
@@ -342,10 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     def body() -> int:
-        if a.threads is not None:
-            if a.threads < 1:
-                raise UserError(f"--threads {a.threads}: expected a positive count")
-            torch.set_num_threads(a.threads)
+        set_threads(a.threads)
         try:
             info = device_info(a.device)
         except UserError as err:  # "device cuda: ..." -> "--device cuda: ...": the option the user gave

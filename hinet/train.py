@@ -122,7 +122,7 @@ def _dist() -> tuple[int, int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return 0, 1, 0
-    import torch.distributed as dist
+    import torch.distributed as dist  # only under torchrun (more than one process)
 
     if not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
@@ -415,7 +415,7 @@ def _finish(run: _Run) -> dict:
 
 def _mean_over_processes(value: torch.Tensor, world: int) -> float:
     if world > 1:
-        import torch.distributed as dist
+        import torch.distributed as dist  # only under torchrun (more than one process)
 
         value = value.clone()
         dist.all_reduce(value)

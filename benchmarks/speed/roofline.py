@@ -14,7 +14,7 @@ import torch
 from torch.utils import benchmark
 
 from hinet.errors import ArgumentParser, UserError, run_command
-from hinet.hardware import CPUInfo, count_noun, cpu_info
+from hinet.hardware import CPUInfo, count_noun, cpu_info, set_threads
 
 
 def simd_lanes_fp32(info: CPUInfo) -> int:
@@ -106,10 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
 
     def body() -> int:
-        if a.threads is not None:
-            if a.threads < 1:
-                raise UserError(f"--threads {a.threads}: expected a positive count")
-            torch.set_num_threads(a.threads)
+        set_threads(a.threads)
         if a.fma_units < 1:
             raise UserError(f"--fma-units {a.fma_units}: expected a positive count")
         info = cpu_info()

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_write_text, check_output
+from ..data.verify import verify_pairs
 from ..errors import ArgumentParser, run_command
 from ..evaluate import DEFAULT_PROTOCOLS, PROTOCOLS
 from ..records import append_records, git_info
@@ -137,8 +138,6 @@ def run(bench: Benchmark, args: argparse.Namespace) -> int:
     datasets = open_sets(bench, args)
     synthetic = any(bool(getattr(ds, "synthetic", False)) for ds in datasets.values())
     if args.data is not None and not args.no_verify:
-        from ..data.verify import verify_pairs
-
         for ds in datasets.values():
             verify_pairs(ds, progress=not args.no_progress)
     tlc = (args.tlc_base_size, args.tlc_train_size) if args.tlc else None
