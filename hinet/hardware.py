@@ -252,11 +252,11 @@ def precision_name(dtype: torch.dtype | str | None) -> str:
         if dtype not in PRECISIONS:
             raise ValueError(f"dtype={dtype!r}: expected one of {sorted(PRECISIONS)} or a torch dtype")
         return dtype
-    for name, value in (("fp32", torch.float32), ("bf16", torch.bfloat16), ("fp16", torch.float16)):
+    if dtype is torch.float32:
+        return "fp32"
+    for name, value in PRECISIONS.items():
         if dtype is value:
             return name
-    if dtype is None:
-        return "fp32"
     raise ValueError(f"dtype={dtype}: expected None/float32, torch.bfloat16 or torch.float16")
 
 

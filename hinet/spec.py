@@ -17,9 +17,9 @@ from .config import PRESETS, HINetConfig, scaled
 from .errors import UserError
 from .evaluate import default_protocols, parse_protocol
 from .fields import apply_overrides, check_stored, vocabulary
+from .hardware import PRECISIONS
 from .models import NetworkConfig, network, network_from_dict, network_to_dict
 from .recipes import RECIPES, Recipe, proxy_name, recipe, with_iters
-from .step import PRECISIONS
 
 INITS = ("per-module", "torch")
 

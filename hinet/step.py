@@ -17,7 +17,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from .hardware import PRECISIONS
 
 
 class TrainStep:

@@ -53,7 +53,7 @@ from .figures import (
     speed_figure,
     tune_figures,
 )
-from .labels import NOT_COMPARABLE, PAPER_RECIPES, is_paper_kind, kind_label, stem
+from .labels import NOT_COMPARABLE, is_paper_kind, kind_label, stem
 from .statistics import (
     EVAL_SPLITS,
     QUALITY,
@@ -81,7 +81,7 @@ from .tables import (
 from .verdicts import VERDICT_SHOWN, family_verdicts, reference_of, verdict_caption
 
 __all__ = [
-    "DPI", "EVAL_SPLITS", "NON_ABLATION_FAMILIES", "NOT_COMPARABLE", "OUTPUTS", "Output", "PAPER_RECIPES",
+    "DPI", "EVAL_SPLITS", "NON_ABLATION_FAMILIES", "NOT_COMPARABLE", "OUTPUTS", "Output",
     "PUBLISHED_COLUMNS", "PUBLISHED_DIR", "QUALITY", "RUN_KEY", "SIZE_PROTOCOLS", "ablation_figure",
     "build_report", "comparison_grid", "curves_figure", "final_quality", "is_paper_kind", "kind_label",
     "load_published", "macs_figure", "main", "output_for", "published_comparison", "run_table", "speed_report",

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from ..tasks import PAPER_KINDS, real_name, slug
 
-PAPER_RECIPES = PAPER_KINDS  # recipes whose real-data results may share axes with paper numbers (hinet.tasks)
 NOT_COMPARABLE = "not comparable to the paper"
 
 
 def is_paper_kind(synthetic: bool, recipe: str) -> bool:
     """True for real-data runs at paper scale or evaluations: the only kinds drawn beside paper numbers."""
-    return not synthetic and recipe in PAPER_RECIPES
+    return not synthetic and recipe in PAPER_KINDS
 
 
 def kind_label(synthetic: bool, recipe: str) -> str:
