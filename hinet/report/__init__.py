@@ -126,6 +126,15 @@ OUTPUTS: tuple[Output, ...] = (
            "one row per speed comparison and invocation: what, baseline and fast path (labels), their medians, "
            "ratio with its 95% bootstrap interval, target, whether it is met, device and capability",
            "when family speed records exist"),
+    Output("tables/paper_claims.{md,csv}",
+           "one row per published claim against a peer (HINet vs MPRNet: MACs fraction, speed-up, PSNR gain; NAFNet vs "
+           "HINet MACs) with the published value, the value measured on this machine (MACs by ptflops at 256x256, "
+           "interleaved speed-ups with 95% intervals, PSNR gains from checkpoint_eval records or the commands that "
+           "make them), each network's parameters and GMACs, the device, threads and git commit",
+           "by python -m benchmarks.claims", writer="benchmarks.claims"),
+    Output("figures/paper_claims_psnr_vs_macs.png",
+           "published SIDD PSNR against GMACs of HINet, HINet 0.5x, MPRNet and NAFNet: published MACs (hollow) and "
+           "measured MACs (filled)", "by python -m benchmarks.claims", writer="benchmarks.claims"),
     Output("tables/optuna_<study>.csv", "one row per trial of an Optuna study (parameters, state, value)",
            "by hinet.tune at the end of every worker, or --report-only", writer="hinet.tune"),
     Output("tables/verdicts_<stem>_{test_set,population}.{md,csv,tex}",
