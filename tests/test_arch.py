@@ -13,7 +13,8 @@ from hinet.config import PRESETS, scaled
 
 TINY = dict(width=4, depth=3)
 VARIANTS = {f"preset:{k}": v for k, v in PRESETS.items()}
-VARIANTS |= {f"{fam}:{name}": cfg for fam, mod in FAMILIES.items() for name, cfg in mod.VARIANTS.items()}
+VARIANTS |= {f"{fam}:{name}": cfg for fam, mod in FAMILIES.items() for name, cfg in mod.VARIANTS.items()
+             if isinstance(cfg, HINetConfig)}  # the methods family's peers: tests/test_comparators.py, test_models.py
 
 
 def tiny(cfg: HINetConfig) -> HINetConfig:

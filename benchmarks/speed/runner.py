@@ -177,7 +177,9 @@ def run_pytest(pytest_args: list[str], json_path: Path) -> int:
            f"--benchmark-json={json_path}", *pytest_args]
     if not _has_path(pytest_args):
         cmd.append(str(SUITE))
-    return subprocess.run(cmd, cwd=ROOT, check=False).returncode
+    # a clean pytest: not a worker of the caller's pytest-xdist session (pytest-benchmark turns itself off there)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST"))}
+    return subprocess.run(cmd, cwd=ROOT, check=False, env=env).returncode
 
 
 def check_records_path(path: Path) -> None:
