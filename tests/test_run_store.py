@@ -1,43 +1,41 @@
-"""The main job on a fresh clone, re-runs, kills and torn files: real grid and trainer processes.
+"""The main job on a fresh clone, re-runs, kills and torn files: the grid's runs are real processes; the commands
+themselves run in this process (``conftest.in_process``).
 
 Each scenario ends with the report building from the records (the README's main command ends that way)."""
 
 from __future__ import annotations
 
-import os
+import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import in_process
 
 from hinet.image_records import read_image_metrics
-from hinet.records import read_records
+from hinet.records import Record, append_records, read_records
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 COMMITTED = ROOT / "results" / "records" / "components.jsonl"
 
 
 def ablate(results: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "ablations", "--variants", "full", "no_sam", "--seeds", "0", "--iters", "2",
-           "--images", "1", "--no-progress", "--runs-dir", str(results.parent / "runs"),
-           "--records", str(results / "records" / "components.jsonl"), *extra]
-    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    argv = ["--variants", "full", "no_sam", "--seeds", "0", "--iters", "2", "--val-images", "4", "--images", "1",
+            "--no-progress", "--runs-dir", str(results.parent / "runs"), "--records", str(results / "records" / "components.jsonl"),
+            *extra]
+    return in_process("ablations.run", argv)  # the grid's runs are real processes
 
 
 def train(run_dir: Path, records: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "hinet.train", "--no-progress", "--model-set", "width=4", "--model-set", "depth=2",
-           "--recipe-set", "crop=32", "--recipe-set", "batch_size=4", "--recipe-set", "val_limit=2",
-           "--recipe-set", "log_every=1", "--iters", "4", "--ckpt-every", "2", "--run-dir", str(run_dir),
-           "--records", str(records), "--no-tensorboard", *extra]
-    return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    argv = ["--no-progress", "--model-set", "width=4", "--model-set", "depth=2", "--recipe-set", "crop=32",
+            "--recipe-set", "batch_size=4", "--recipe-set", "val_limit=2", "--recipe-set", "log_every=1", "--iters",
+            "4", "--ckpt-every", "2", "--run-dir", str(run_dir), "--records", str(records), "--no-tensorboard", *extra]
+    return in_process("hinet.train", argv)
 
 
 def report(records: Path, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hinet.report", "--records", str(records.parent), "--out", str(out)],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    return in_process("hinet.report", ["--records", str(records.parent), "--out", str(out)], "command")
 
 
 def tables(results: Path) -> dict[str, bytes]:
@@ -49,9 +47,13 @@ def test_fresh_clone_with_committed_records_then_ablate_twice(tmp_path):
     results = tmp_path / "results"
     (results / "records").mkdir(parents=True)
     if COMMITTED.exists():  # a clone holds the committed records of the same run ids, with their per-image files
-        shutil.copy(COMMITTED, results / "records" / "components.jsonl")
-        for run in (COMMITTED.parent / "per_image").glob("components-*"):
-            shutil.copytree(run, results / "records" / "per_image" / run.name)
+        same = ("components-full-sidd-proxy-synthetic-s0", "components-no_sam-sidd-proxy-synthetic-s0")
+        rows = [json.loads(line) for line in COMMITTED.read_text().splitlines()]
+        append_records(results / "records" / "components.jsonl",
+                       [Record(**{k: v for k, v in r.items() if not k.startswith("_")}) for r in rows
+                        if r["run_id"] in same])  # the committed rows of the two run ids trained again
+        for run in same:
+            shutil.copytree(COMMITTED.parent / "per_image" / run, results / "records" / "per_image" / run)
     first = ablate(results)
     assert first.returncode == 0, first.stdout + first.stderr
     before = (results / "records" / "components.jsonl").read_bytes()

@@ -1,5 +1,6 @@
 """Training engine: exact resume after a kill, refusal of conflicting run directories, non-finite loss,
-two-process DDP (gloo) against one process, and gradient accumulation. Every run is a real process."""
+two-process DDP (gloo) against one process, and gradient accumulation. Runs go through the command line; kills,
+torchrun and concurrent trainers are real processes, the rest run in this process (:func:`run`)."""
 
 import json
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
@@ -24,7 +26,13 @@ def train_cmd(run_dir: Path, *extra: str) -> list[str]:
 
 
 def run(cmd: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    """Run a command; ``python -m hinet.train`` runs in this process (its CLI, ``hinet.train.main``, on one thread as
+    the real processes of this file run), which saves a process start per run. Kills, torchrun and the lock between
+    two trainers use real processes (``subprocess.Popen`` below)."""
+    if cmd[:3] == [sys.executable, "-m", "hinet.train"]:
+        done = in_process("hinet.train", cmd[3:])
+    else:
+        done = subprocess.run(cmd, env=ENV, cwd=ROOT, capture_output=True, text=True, timeout=300)
     if check and done.returncode != 0:
         raise AssertionError(f"{cmd} failed:\n{done.stdout}\n{done.stderr}")
     return done
