@@ -22,8 +22,8 @@ COMMITTED = ROOT / "results" / "records" / "components.jsonl"
 
 def ablate(results: Path, *extra: str) -> subprocess.CompletedProcess:
     argv = ["--variants", "full", "no_sam", "--seeds", "0", "--iters", "2", "--val-images", "4", "--images", "1",
-            "--no-progress", "--runs-dir", str(results.parent / "runs"), "--records", str(results / "records" / "components.jsonl"),
-            *extra]
+            "--no-progress", "--runs-dir", str(results.parent / "runs"),
+            "--records", str(results / "records" / "components.jsonl"), *extra]
     return in_process("ablations.run", argv)  # the grid's runs are real processes
 
 
