@@ -124,6 +124,6 @@ def test_batched_torch(benchmark, blocks, torch_threads) -> None:
         paths={"numpy per image": summary_ms(per_image_s), "torch batched": summary_ms(batched_s)},
         compared={"baseline": "numpy per image", "fast": "torch batched", "measure": "ms_median"},
         ratio_of="per-image numpy time / batched torch time",
-        **stated("batched torch PSNR+SSIM vs per-image numpy", 5.0),
+        **stated(f"batched torch PSNR+SSIM vs per-image numpy, {torch_threads} torch thread(s)", 5.0),
         **ratio_info(per_image_s, batched_s, paired=False),  # separate tests: rounds not interleaved
     )
